@@ -1,0 +1,42 @@
+# pimrtl: `make` generates Verilog and area reports; `make test` runs the full regression.
+# Every target sets itself up: a fresh clone needs only Python 3.11+, a C++ compiler, make, perl.
+
+PYTHON  ?= python3
+VENV    := .venv
+PY      := $(VENV)/bin/python
+STAMP   := $(VENV)/.pimrtl-installed
+LIBERTY ?= ../shared/pdk/ihp-sg13g2/sg13g2_stdcell_typ_1p20V_25C.lib
+JOBS    ?= auto
+PYTEST_ARGS ?=
+
+.DEFAULT_GOAL := all
+.PHONY: all setup verilog synth test bench demo summary clean
+
+all: verilog synth summary
+
+# Re-install only when the dependency list changed.
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check --upgrade pip
+	$(PY) -m pip install -q --disable-pip-version-check -e '.[dev]'
+	@touch $(STAMP)
+
+setup: $(STAMP)
+
+verilog: setup
+	$(PY) -m hdl all --out-dir build/verilog
+
+synth: verilog
+	$(PY) -m synth all --verilog-dir build/verilog --out-dir build/synth $(if $(wildcard $(LIBERTY)),--liberty $(LIBERTY))
+
+test: setup
+	$(PY) -m pytest -n $(JOBS) $(PYTEST_ARGS)
+
+bench: setup
+	$(PY) -m tb.bench --out-dir build/bench
+
+summary: setup
+	@$(PY) -m synth summary --verilog-dir build/verilog --out-dir build/synth
+
+clean:
+	rm -rf build .pytest_cache

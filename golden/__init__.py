@@ -1,0 +1,1 @@
+"""Pure-NumPy golden models of the pimrtl datapath (the spec the RTL must match bit for bit)."""

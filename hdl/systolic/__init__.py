@@ -1,0 +1,1 @@
+"""Output-stationary systolic array (Atleus' 128x32 OS cores)."""

