@@ -63,6 +63,25 @@ def _locked(path):
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
+def _fst_build_args():
+    """Verilator's FST writer includes <lz4.h> and links -llz4. Where the system has no
+    liblz4 headers, build the literal-only shim in tb/lz4shim once and point the build at it."""
+    import subprocess
+    probe = subprocess.run(["c++", "-E", "-x", "c++", "-"], input="#include <lz4.h>\n",
+                           capture_output=True, text=True)
+    if probe.returncode == 0:
+        return []
+    shim_src = Path(__file__).resolve().parent / "lz4shim"
+    shim = SIM_BUILD / "_lz4shim"
+    with _locked(SIM_BUILD / ".lz4shim.lock"):
+        if not (shim / "liblz4.a").exists():
+            shim.mkdir(parents=True, exist_ok=True)
+            subprocess.run(["cc", "-O2", "-fPIC", "-c", str(shim_src / "lz4.c"),
+                            "-o", str(shim / "lz4.o")], check=True)
+            subprocess.run(["ar", "rcs", str(shim / "liblz4.a"), str(shim / "lz4.o")], check=True)
+    return ["-CFLAGS", f"-I{shim_src}", "-LDFLAGS", f"-L{shim}"]
+
+
 def _versions():
     from importlib.metadata import version
     return f"verilator={version('verilator')} cocotb={version('cocotb')} py={sys.version_info[:2]}"
@@ -92,7 +111,9 @@ def build(verilog, toplevel, *, name=None, build_args=(), waves=None):
     from cocotb_tools.runner import get_runner
     verilator_env()
     waves = waves_requested() if waves is None else waves
-    args = list(_WARNINGS) + list(build_args) + (["--trace-fst", "--trace-structs"] if waves else [])
+    args = list(_WARNINGS) + list(build_args)
+    if waves:
+        args += ["--trace-fst", "--trace-structs"] + _fst_build_args()
     digest = hashlib.sha256("\0".join([verilog, toplevel, *args, _versions()]).encode())
     build_dir = SIM_BUILD / f"{name or toplevel}-{digest.hexdigest()[:16]}"
     stamp = build_dir / "built.ok"
