@@ -87,7 +87,8 @@ def shared_cell(cell, *, key, name=None):
     Parameters
     ----------
     cell : wiring.Component
-        The cell. Its ports keep working as usual in the enclosing design.
+        The cell. Its ports keep working as usual in the enclosing design: connect to
+        ``cell``'s ports, not to the returned object (which may be an ``Instance``).
     key : hashable
         Everything that makes the cell's logic differ from another cell of the same class
         (its parameters). Cells with equal class and key share one Verilog module.

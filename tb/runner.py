@@ -21,7 +21,7 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["ROOT", "BUILD", "verilator_env", "build", "run", "waves_requested"]
+__all__ = ["ROOT", "BUILD", "verilator_env", "build_dir_for", "build", "run", "waves_requested"]
 
 ROOT = Path(__file__).resolve().parent.parent
 BUILD = ROOT / "build"
@@ -87,6 +87,16 @@ def _versions():
     return f"verilator={version('verilator')} cocotb={version('cocotb')} py={sys.version_info[:2]}"
 
 
+def build_dir_for(verilog, toplevel, *, name=None, build_args=(), waves=None):
+    """The cache folder of a configuration and its full Verilator arguments."""
+    waves = waves_requested() if waves is None else waves
+    args = list(_WARNINGS) + list(build_args)
+    if waves:
+        args += ["--trace-fst", "--trace-structs"] + _fst_build_args()
+    digest = hashlib.sha256("\0".join([verilog, toplevel, *args, _versions()]).encode())
+    return SIM_BUILD / f"{name or toplevel}-{digest.hexdigest()[:16]}", args
+
+
 def build(verilog, toplevel, *, name=None, build_args=(), waves=None):
     """Build (or reuse) the Verilator model of ``verilog`` with top module ``toplevel``.
 
@@ -110,12 +120,8 @@ def build(verilog, toplevel, *, name=None, build_args=(), waves=None):
     """
     from cocotb_tools.runner import get_runner
     verilator_env()
-    waves = waves_requested() if waves is None else waves
-    args = list(_WARNINGS) + list(build_args)
-    if waves:
-        args += ["--trace-fst", "--trace-structs"] + _fst_build_args()
-    digest = hashlib.sha256("\0".join([verilog, toplevel, *args, _versions()]).encode())
-    build_dir = SIM_BUILD / f"{name or toplevel}-{digest.hexdigest()[:16]}"
+    build_dir, args = build_dir_for(verilog, toplevel, name=name, build_args=build_args,
+                                    waves=waves)
     stamp = build_dir / "built.ok"
     with _locked(SIM_BUILD / f".{build_dir.name}.lock"):
         if stamp.exists():

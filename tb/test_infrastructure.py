@@ -14,7 +14,6 @@ from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles
 
 from hdl.cells import shared_cell, snake_case
-from hdl.systolic.pe import SystolicPe
 from hdl.verilog import generate
 from tb import runner
 from tb.cocotb_streams import StreamDriver, StreamMonitor, reset_dut
@@ -39,20 +38,37 @@ class StreamFifo(wiring.Component):
         return m
 
 
-class PeRow(wiring.Component):
-    """Two PEs in a row, each a shared cell (test vehicle for hdl.cells)."""
+class Mac(wiring.Component):
+    """A tiny registered multiply-accumulate cell (test vehicle for hdl.cells)."""
 
-    def __init__(self):
-        super().__init__({"a": In(8), "b0": In(8), "b1": In(8), "acc1": Out(32)})
+    def __init__(self, width=8):
+        self._width = width
+        super().__init__({"a": In(width), "b": In(width), "a_out": Out(width),
+                          "acc": Out(4 * width)})
 
     def elaborate(self, platform):
         m = Module()
-        pes = [SystolicPe(8, acc_width=32) for _ in range(2)]
-        for n, pe in enumerate(pes):
-            m.submodules[f"pe{n}"] = shared_cell(pe, key=(8, 32))
-            m.d.comb += [pe.valid.eq(1), pe.first.eq(0)]
-        m.d.comb += [pes[0].a.eq(self.a), pes[1].a.eq(pes[0].a_out),
-                     pes[0].b.eq(self.b0), pes[1].b.eq(self.b1), self.acc1.eq(pes[1].acc)]
+        m.d.sync += [self.a_out.eq(self.a), self.acc.eq(self.acc + self.a * self.b)]
+        return m
+
+
+class MacRow(wiring.Component):
+    """Two MACs in a row, each a shared cell, and one of another width."""
+
+    def __init__(self):
+        super().__init__({"a": In(8), "b0": In(8), "b1": In(8), "acc1": Out(32),
+                          "acc_narrow": Out(16)})
+
+    def elaborate(self, platform):
+        m = Module()
+        macs = [Mac(8) for _ in range(2)]
+        for n, mac in enumerate(macs):
+            m.submodules[f"mac{n}"] = shared_cell(mac, key=8)
+        narrow = Mac(4)     # keep the cell: shared_cell() may return an Instance
+        m.submodules.narrow = shared_cell(narrow, key=4)
+        m.d.comb += [macs[0].a.eq(self.a), macs[1].a.eq(macs[0].a_out),
+                     macs[0].b.eq(self.b0), macs[1].b.eq(self.b1), self.acc1.eq(macs[1].acc),
+                     narrow.a.eq(self.a), narrow.b.eq(1), self.acc_narrow.eq(narrow.acc)]
         return m
 
 
@@ -97,16 +113,17 @@ def test_pack_matches_amaranth_view():
     assert got == flits
 
 
-def test_shared_cell_emits_one_module():
-    text = generate(PeRow())
-    assert text.count("module systolic_pe(") == 1
-    assert len(re.findall(r"^\s*systolic_pe \S+ \(", text, re.MULTILINE)) == 2
+def test_shared_cell_emits_one_module_per_configuration():
+    text = generate(MacRow())
+    assert text.count("module mac(") == 1 and text.count("module mac_2(") == 1
+    assert len(re.findall(r"^\s*mac \S+ \(", text, re.MULTILINE)) == 2
+    assert len(re.findall(r"^\s*mac_2 \S+ \(", text, re.MULTILINE)) == 1
     assert snake_case("SarAdcController") == "sar_adc_controller"
     assert snake_case("NocRouter") == "noc_router"
 
 
 def test_shared_cell_same_behaviour_in_amaranth_sim():
-    dut = PeRow()
+    dut = MacRow()
 
     async def bench(ctx):
         total = 0
@@ -147,3 +164,57 @@ async def fifo_streams(dut):
 def test_streams_verilator():
     runner.run(generate(StreamFifo(), "stream_fifo"), "stream_fifo", "tb.test_infrastructure",
                name="stream_fifo", extra_env={"N_FLITS": 500})
+
+
+# -- the Verilog CLI and the build cache -----------------------------------------------------
+
+def _cli(*args):
+    import subprocess
+    import sys
+    return subprocess.run([sys.executable, "-m", "hdl", *args], capture_output=True, text=True,
+                          cwd=runner.ROOT)
+
+
+def test_cli_lists_every_registered_block():
+    from hdl.registry import blocks
+    result = _cli("list")
+    assert result.returncode == 0
+    for name in blocks():
+        assert f"{name}:" in result.stdout
+
+
+@pytest.mark.parametrize("args,message", [
+    (("systolic_pe", "--in-width", "40"), r"in_width must be an integer from 2 to 16, not 40"),
+    (("systolic_pe", "--in-width", "eight"), r"in_width must be an integer, not 'eight'"),
+    (("systolic_pe", "--bogus", "1"), r"unrecognized arguments: --bogus"),
+    (("no_such_block",), r"unknown block 'no_such_block'"),
+])
+def test_cli_bad_parameter_is_one_line_and_status_2(args, message):
+    result = _cli(*args)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    assert re.search(message, lines[0])
+
+
+def test_cli_writes_verilog(tmp_path):
+    out = tmp_path / "pe.v"
+    result = _cli("systolic_pe", "--in-width", "4", "--acc-width", "12", "-o", str(out))
+    assert result.returncode == 0, result.stderr
+    text = out.read_text()
+    assert "module systolic_pe(" in text and "input [3:0] a;" in text
+
+
+def test_build_cache_reuses_unchanged_verilog():
+    verilog = generate(StreamFifo(), "stream_fifo")
+    first = runner.build(verilog, "stream_fifo", name="stream_fifo")   # as test_streams_verilator's
+    stamp = (first / "built.ok").stat().st_mtime_ns
+    again = runner.build(verilog, "stream_fifo", name="stream_fifo")
+    assert again == first and (again / "built.ok").stat().st_mtime_ns == stamp
+    # Any change of the Verilog, the arguments or the waves setting is another configuration.
+    other = [runner.build_dir_for(verilog + "\n", "stream_fifo", name="stream_fifo")[0],
+             runner.build_dir_for(verilog, "stream_fifo", name="stream_fifo",
+                                  build_args=["-O3"])[0],
+             runner.build_dir_for(verilog, "stream_fifo", name="stream_fifo",
+                                  waves=not runner.waves_requested())[0]]
+    assert len({first, *other}) == 4
