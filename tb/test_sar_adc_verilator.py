@@ -1,6 +1,6 @@
 """SarAdcController: cocotb + Verilator regression, in lockstep with the golden cycle model.
 
-The testbench is the analog front end: :func:`tb.test_sar_adc_sim.crossbar_reads` computes the
+The testbench is the analog front end: :func:`tb.sar_adc_env.crossbar_reads` computes the
 column values of random 1-bit input planes on a crossbar of random weights with
 :mod:`golden.crossbar`, and :class:`golden.sar_adc.AnalogFrontEnd` answers each trial code with
 :func:`golden.sar.compare` (comparator offset and seeded noise optional). Every cycle, every
@@ -25,7 +25,7 @@ from hdl.verilog import generate
 from tb import runner
 from tb.cocotb_streams import StreamDriver, StreamMonitor, reset_dut
 from tb.packing import unpack
-from tb.test_sar_adc_sim import Lockstep, crossbar_reads, lsb_map, random_commands
+from tb.sar_adc_env import Lockstep, crossbar_reads, lsb_map, random_commands
 
 CONFIGS = {
     # ISAAC / Atleus: one 8-bit ADC behind a 128-column mux, every resolution selectable.
