@@ -1,0 +1,136 @@
+"""Stimulus shared by the dequantizer tests (Amaranth sim and cocotb): golden-model driven."""
+
+import numpy as np
+from amaranth.lib import data
+
+from golden.crossbar import Crossbar, CrossbarConfig
+from golden.quant import aggregate, dequantize
+from golden.shift_add import aggregate_stream, dequantize_stream, read_sequence, shift_add_stream
+
+__all__ = ["fit", "beat_dicts", "random_beats", "extreme_values", "interesting_scales", "group_stimulus"]
+
+
+def random_beats(rng, *, reads, n_out, input_bits, n_slices, adc_bits, rows, xbars, flip, extreme=False,
+                 columns=None):
+    """Beats of ``reads`` crossbar reads (random codes) in the fixed order, one xbar tag per read."""
+    columns = n_out if columns is None else columns
+    out = []
+    for r in range(reads):
+        hi = (1 << adc_bits) - 1
+        if extreme:
+            codes = rng.choice([0, hi], size=(input_bits, n_slices, n_out))
+        else:
+            codes = rng.integers(0, hi + 1, (input_bits, n_slices, n_out))
+        ones = rng.integers(0, rows + 1, input_bits)
+        if extreme:
+            ones = rng.choice([0, rows], size=input_bits)
+        fl = rng.random((n_slices, n_out)) < 0.5 if flip else None
+        base = int(rng.integers(0, columns - n_out + 1))
+        out.append(read_sequence(codes, ones=ones, flip=fl, xbar=int(rng.integers(0, xbars)),
+                                 column_base=base))
+    return {k: np.concatenate([b[k] for b in out]) for k in out[0]}
+
+
+def fit(layout, value):
+    """Drop the fields of ``value`` that ``layout`` does not have (stimulus beats carry all)."""
+    if isinstance(layout, data.StructLayout):
+        return {k: fit(layout[k].shape, v) for k, v in value.items() if k in dict(layout)}
+    if isinstance(layout, data.ArrayLayout):
+        return [fit(layout.elem_shape, v) for v in value]
+    return value
+
+
+def beat_dicts(beats, *, ones, flip):
+    keys = ["code", "plane", "slice", "column", "xbar", "first", "last"]
+    if ones:
+        keys.append("ones")
+    if flip:
+        keys.append("flip")
+    n = len(beats["code"])
+    return [{k: int(beats[k][t]) for k in keys} for t in range(n)]
+
+
+def extreme_values(rng, width, n):
+    """Random signed values of ``width`` bits, a third of them at or next to the extremes."""
+    lo, hi = -(1 << (width - 1)), (1 << (width - 1)) - 1
+    v = rng.integers(lo, hi + 1, n, dtype=np.int64)
+    k = n // 3
+    v[:k] = rng.choice([lo, lo + 1, hi, hi - 1, 0, -1, 1], size=k)
+    rng.shuffle(v)
+    return v
+
+
+def interesting_scales(rng, scale_bits, n):
+    """Scales 0, 1, -1, max, min, powers of two (both signs), then random."""
+    lo, hi = -(1 << (scale_bits - 1)), (1 << (scale_bits - 1)) - 1
+    special = [0, 1, -1, hi, lo, hi - 1, lo + 1] + [1 << k for k in range(scale_bits - 1)] + \
+              [-(1 << k) for k in range(scale_bits - 1)] + [0b0101 & hi, -(0b0101 & hi) or -1]
+    extra = list(rng.integers(lo, hi + 1, max(0, n - len(special))))
+    return [int(s) for s in special + extra]
+
+
+def group_stimulus(rng, *, rows, n_out, xbars, units, cell_bits, weight_bits=8, input_bits=8,
+                   batch=2, flip=False, scale_bits=16, scale_frac_bits=14, out_bits=16,
+                   rounding="half_up", scale_range=None):
+    """End-to-end stimulus of :class:`ShiftAddDequantizer` from the golden crossbar.
+
+    Random int8 ``X (batch, xbars*rows)`` and ``W (xbars*rows, n_out)``, crossbar ``x`` holding
+    rows ``x*rows ..``, lossless ADC, offset encoding. Returns ``(beats_per_lane, scales,
+    expected)``: the top's input beats (a list of ``units`` dicts per beat), the scales and the
+    expected ``(values, saturated)`` computed both from the traced codes and from ``X @ W``.
+    """
+    n_slices = weight_bits // cell_bits
+    cfg = CrossbarConfig(rows=rows, cols=n_out * n_slices, cell_bits=cell_bits, weight_bits=weight_bits,
+                         input_bits=input_bits, encoding="offset", flip=flip)
+    lim_x, lim_w = 1 << (input_bits - 1), 1 << (weight_bits - 1)
+    x = rng.integers(-lim_x, lim_x, (batch, xbars * rows))
+    w = rng.integers(-lim_w, lim_w, (xbars * rows, n_out))
+    x[0, :rows] = -lim_x                       # extremes in the first crossbar
+    w[:rows, 0] = -lim_w
+    if scale_range is None:
+        scale_range = 1 << (scale_bits - 1)
+    scales = rng.integers(-scale_range, scale_range, xbars)
+    beats_per = xbars // units
+    lane_streams = [[None] * beats_per for _ in range(units)]
+    partial = np.zeros((batch, xbars, n_out), dtype=np.int64)
+    for xb in range(xbars):
+        xbar = Crossbar(cfg, xbar_id=xb).program(w[xb * rows:(xb + 1) * rows])
+        y, tr = xbar.mvm(x[:, xb * rows:(xb + 1) * rows], trace=True)
+        np.testing.assert_array_equal(y, x[:, xb * rows:(xb + 1) * rows] @ w[xb * rows:(xb + 1) * rows])
+        partial[:, xb] = y
+        codes = tr.logical("codes")[:, :, 0]            # (batch, P, G, S, n_out)
+        ones = tr.planes.sum(-1)                         # (batch, P)
+        flags = tr.logical("flip_flags")[0] if flip else None   # (S, n_out)
+        u, b = xb % units, xb // units
+        lane_streams[u][b] = [read_sequence(codes[k], ones=ones[k], flip=flags, xbar=xb,
+                                            column_base=b * n_out) for k in range(batch)]
+    # Interleave the crossbars of a lane beat by beat, batch after batch.
+    beats = []
+    for k in range(batch):
+        n_beats = len(lane_streams[0][0][k]["code"])
+        for t in range(n_beats):
+            for b in range(beats_per):
+                beats.append([{f: int(lane_streams[u][b][k][f][t]) for f in lane_streams[u][b][k]}
+                              for u in range(units)])
+    # Expected, from X @ W per crossbar: dequantize each partial, aggregate over crossbars.
+    dq, sat = dequantize(partial, scales[None, :, None], scale_frac_bits=scale_frac_bits,
+                         out_bits=out_bits, rounding=rounding)
+    expected = aggregate(np.moveaxis(dq, 1, 0)).reshape(-1)       # (batch * n_out,)
+    expected_sat = sat.any(axis=1).reshape(-1)
+    # Cross-check the streaming golden chain on the traced codes.
+    lanes_vals, lanes_sat = [], []
+    for u in range(units):
+        merged = {f: np.concatenate([np.stack([lane_streams[u][b][k][f] for b in range(beats_per)],
+                                              axis=1).ravel() for k in range(batch)])
+                  for f in lane_streams[u][0][0]}
+        res = shift_add_stream(merged, input_bits=input_bits, weight_bits=weight_bits,
+                               cell_bits=cell_bits, encoding="offset")
+        v, s = dequantize_stream(res["value"], res["xbar"], scales, scale_frac_bits=scale_frac_bits,
+                                 out_bits=out_bits, rounding=rounding)
+        lanes_vals.append(v)
+        lanes_sat.append(s)
+    chain, chain_sat = aggregate_stream(np.stack(lanes_vals, 1), np.stack(lanes_sat, 1),
+                                        lanes=units, beats=beats_per)
+    np.testing.assert_array_equal(chain, expected)
+    np.testing.assert_array_equal(chain_sat, expected_sat)
+    return beats, [int(s) for s in scales], (expected, expected_sat)
