@@ -185,10 +185,12 @@ class Dequantizer(wiring.Component):
                 nz = pos[bits[0]] | neg[bits[0]]
                 dbl = Signal(1, name=f"dbl{k}")
                 sub = Signal(1, name=f"sub{k}")
-                m.d.comb += sub.eq(neg[bits[0]])
                 if len(bits) == 2:
                     nz = nz | pos[bits[1]] | neg[bits[1]]
-                    m.d.comb += [dbl.eq(pos[bits[1]] | neg[bits[1]]), sub.eq(neg[bits[0]] | neg[bits[1]])]
+                    m.d.comb += [dbl.eq(pos[bits[1]] | neg[bits[1]]),
+                                 sub.eq(neg[bits[0]] | neg[bits[1]])]
+                else:
+                    m.d.comb += sub.eq(neg[bits[0]])
                 mag = Mux(dbl, ip.value << 1, ip.value)
                 term = Mux(nz, Mux(sub, -mag, mag), 0)
                 terms.append((term, iw + 2, 2 * k))
@@ -199,7 +201,11 @@ class Dequantizer(wiring.Component):
                 nxt = []
                 for k in range(0, len(level), 2):
                     if k + 1 == len(level):
-                        nxt.append(level[k])
+                        # An odd term out still needs this level's register, or it would
+                        # meet the next input's terms one stage early.
+                        t, w, sh = level[k]
+                        nxt.append((reg(t, w, f"pass{depth}") if self._pipelined_tree else t,
+                                    w, sh))
                         continue
                     (a, wa, sa), (b, wb, sb2) = level[k], level[k + 1]
                     width = min(max(wa, wb + sb2 - sa) + 1, pw)
