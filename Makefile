@@ -12,6 +12,9 @@ PYTEST_ARGS ?=
 .DEFAULT_GOAL := all
 .PHONY: all setup verilog synth test bench demo summary clean
 
+# NumPy's BLAS threads fight pytest-xdist workers and Verilator for the cores.
+export OPENBLAS_NUM_THREADS ?= 1
+
 all: verilog synth summary
 
 # Re-install only when the dependency list changed.
@@ -34,6 +37,11 @@ test: setup
 
 bench: setup
 	$(PY) -m tb.bench --out-dir build/bench
+
+# Map a 256x256 layer onto the PIM tile and run it through the RTL with the golden crossbar
+# in the loop (WEIGHTS=path.npy to use your own weights).
+demo: setup
+	$(PY) -m tb.demo $(if $(WEIGHTS),--weights $(WEIGHTS))
 
 summary: setup
 	@$(PY) -m synth summary --verilog-dir build/verilog --out-dir build/synth

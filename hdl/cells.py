@@ -70,6 +70,8 @@ class CellLibrary:
 
     def instance(self, cell, key, name):
         module_name, _, uses_clk, uses_rst = self._register(cell, key, name)
+        # The shared module stands for this cell: it is used even though never elaborated.
+        cell._MustUse__used = True
         kwargs = {}
         if uses_clk:
             kwargs["i_clk"] = ClockSignal()

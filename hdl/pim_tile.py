@@ -60,12 +60,8 @@ def beat_layout(*, adc_bits, input_bits, weight_bits, max_n_out, rows):
 
 def _add_cell(m, name, cell, key):
     """Add ``cell`` as submodule ``name`` through :func:`hdl.cells.shared_cell`; returns the cell
-    (whose ports the design connects). While Verilog is generated the cell is replaced by an
-    ``Instance`` of its shared module and never elaborated itself: that is expected."""
-    inst = shared_cell(cell, key=key)
-    if inst is not cell:
-        cell._MustUse__silence = True
-    m.submodules[name] = inst
+    (whose ports the design connects)."""
+    m.submodules[name] = shared_cell(cell, key=key)
     return cell
 
 
