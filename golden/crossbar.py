@@ -33,7 +33,7 @@ digit split into a positive and a negative plane; base 3 runs on 1-bit DACs).
 """
 
 import math
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -683,6 +683,38 @@ class Crossbar:
         """Global index of the next input vector when ``mvm`` is called with ``step=None``."""
         return self._next_step
 
+    def adc_offsets(self):
+        """Comparator offset of each ADC in LSB, ``(n_adcs,)`` (zeros when off)."""
+        n_adcs = self._adc_seq.shape[0]
+        return np.zeros(n_adcs) if self._adc_offset is None else self._adc_offset.copy()
+
+    def adc_cap_weights(self, bits):
+        """Capacitor-DAC weights of each ADC at resolution ``bits``, ``(n_adcs, bits)`` MSB
+        first, in LSB; ``None`` when capacitor mismatch is off."""
+        bits = check_int("bits", bits, 1, 16)
+        return None if self._cap is None else self._cap[:, 16 - bits:].copy()
+
+    def read_noise(self, step):
+        """Standard-normal read-noise draws of input vector ``step``, ``(planes, A, G, C)``
+        (scaled by ``read_sigma`` and the driven rows in :meth:`mvm`)."""
+        c = self._config
+        return self._rng("read", step).standard_normal((self._n_planes(), c.n_arrays,
+                                                        c.n_groups, c.cols))
+
+    def comparator_noise(self, step, bits):
+        """Comparator noise of input vector ``step`` in LSB, ``(planes, A, G, C, bits)``, one
+        draw per SAR trial, as :meth:`mvm` applies it."""
+        c = self._config
+        shape = (self._n_planes(), c.n_arrays, c.n_groups, c.cols, bits)
+        return self._rng("comparator", step).standard_normal(shape) * c.noise.comp_noise_sigma
+
+    def _n_planes(self):
+        c = self._config
+        _, pw = input_planes(np.zeros((1, c.rows), dtype=np.int64), input_bits=c.input_bits,
+                             dac_bits=c.dac_bits, input_encoding=c.input_encoding,
+                             input_base=c.input_base)
+        return pw.shape[0]
+
     def _rng(self, source, step):
         c = self._config
         return _noise.generator(c.seed, c.xbar_id, source, step)
@@ -739,7 +771,7 @@ class Crossbar:
 
     def effective_conductances(self, time=None):
         """Conductances seen by an MVM at ``time`` seconds after programming (drift, IR drop)."""
-        c, nz = self._config, self._config.noise
+        nz = self._config.noise
         key = None if time is None else float(time)
         if key in self._g_cache:
             return self._g_cache[key]
@@ -827,7 +859,7 @@ class Crossbar:
             psq = np.stack([(planes[..., r0:r1] ** 2).sum(-1) for r0, r1 in groups], axis=-1)
             z = np.empty((batch, n_planes, A, G, C))
             for b in range(batch):
-                z[b] = self._rng("read", int(steps[b])).standard_normal((n_planes, A, G, C))
+                z[b] = self.read_noise(int(steps[b]))
             sums = sums + z * (nz.read_sigma * np.sqrt(psq))[:, :, None, :, None]
 
         # ADC
@@ -840,13 +872,12 @@ class Crossbar:
         else:
             analog = _as_int(sums) if (exact_sums and dt == np.float32) else sums
             offset = 0.0 if self._adc_offset is None else self._adc_offset[self._adc_index]
-            cap = None if self._cap is None else self._cap[self._adc_index][:, 16 - bits:]
+            cap = None if self._cap is None else self.adc_cap_weights(bits)[self._adc_index]
             noise = None
             if nz.comp_noise_sigma:
                 noise = np.empty((batch, n_planes, A, G, C, bits))
                 for b in range(batch):
-                    noise[b] = self._rng("comparator", int(steps[b])).standard_normal((n_planes, A, G, C, bits))
-                noise *= nz.comp_noise_sigma
+                    noise[b] = self.comparator_noise(int(steps[b]), bits)
             res = sar_convert(analog, bits, lsb=c.adc_lsb, comparator=c.comparator, offset=offset,
                               cap_weights=cap, noise=noise, trace=trace)
             if trace:

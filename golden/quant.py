@@ -14,7 +14,7 @@ int64 could overflow).
 
 import numpy as np
 
-from ._check import check_choice, check_int, check_real
+from ._check import check_choice, check_int
 
 __all__ = ["round_shift", "saturate", "dequantize", "aggregate", "quantize_crossbarwise",
            "scale_to_fixed", "ROUNDING_MODES"]

@@ -30,7 +30,6 @@ import numpy as np
 import cocotb
 from cocotb.triggers import FallingEdge
 
-from golden.noise import cap_weights_mismatch, generator
 from golden.sar import compare
 
 __all__ = ["AnalogArray", "TileBench", "unpack_fields"]
@@ -58,26 +57,18 @@ class _Xbar:
                   else xb.crossbar.effective_conductances(time)[0])
         self.read_sigma = nz.read_sigma
         self.comp_sigma = nz.comp_noise_sigma
-        n_adcs = tile.adcs_per_xbar
-        self.offset = np.zeros(n_adcs)
-        if nz.comp_offset_sigma:
-            self.offset = generator(c.seed, c.xbar_id, "adc_offset", 0).standard_normal(n_adcs) * nz.comp_offset_sigma
-        self.cap = None
-        if nz.cap_mismatch_sigma:
-            self.cap = cap_weights_mismatch(generator(c.seed, c.xbar_id, "cap", 0), n_adcs, 16,
-                                            nz.cap_mismatch_sigma)[:, 16 - self.bits:]
+        self.crossbar = xb.crossbar
+        self.offset = xb.crossbar.adc_offsets()
+        self.cap = xb.crossbar.adc_cap_weights(self.bits)
         self._step = None
         self._read = None
         self._comp = None
 
     def noise_for(self, step):
         if self._step != step:
-            c = self.config
-            shape = (c.input_bits, 1, 1, c.cols)
-            self._read = (generator(c.seed, c.xbar_id, "read", step).standard_normal(shape)[:, 0, 0]
-                          if self.read_sigma else None)
-            self._comp = (generator(c.seed, c.xbar_id, "comparator", step).standard_normal(shape + (self.bits,))[:, 0, 0]
-                          * self.comp_sigma if self.comp_sigma else None)
+            self._read = self.crossbar.read_noise(step)[:, 0, 0] if self.read_sigma else None
+            self._comp = (self.crossbar.comparator_noise(step, self.bits)[:, 0, 0]
+                          if self.comp_sigma else None)
             self._step = step
         return self._read, self._comp
 

@@ -164,7 +164,6 @@ async def ideal_exhaustive(dut):
     cols = tb.ctl.columns
     commands, reads, values = [], [], []
     for b in sorted({6, 7, 8} & set(tb.ctl.resolutions)):
-        lsb = 1.0
         v = np.concatenate([np.arange(1 << b) - 0.5, np.arange(1 << b) + 0.49,
                             [-2.0, (1 << b) + 5]])
         for i in range(0, len(v), cols):
