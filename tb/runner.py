@@ -87,17 +87,39 @@ def _versions():
     return f"verilator={version('verilator')} cocotb={version('cocotb')} py={sys.version_info[:2]}"
 
 
-def build_dir_for(verilog, toplevel, *, name=None, build_args=(), waves=None):
+def _get_verilator(top_only):
+    """cocotb's Verilator runner; with ``top_only``, only the top module's signals are public.
+
+    cocotb builds with ``--public-flat-rw`` (every signal of every module reachable from
+    Python). For a 128x32 array that is hundreds of MB of generated C++; a testbench that
+    touches only the top ports builds much faster with ``--public-depth 1``.
+    """
+    from cocotb_tools.runner import Verilator, get_runner
+    if not top_only:
+        return get_runner("verilator")
+
+    class VerilatorTopPorts(Verilator):
+        def _build_command(self):
+            cmds = super()._build_command()
+            cmds[0] = [arg for arg in cmds[0] if arg != "--public-flat-rw"]
+            return cmds
+
+    return VerilatorTopPorts()
+
+
+def build_dir_for(verilog, toplevel, *, name=None, build_args=(), waves=None, top_only=False):
     """The cache folder of a configuration and its full Verilator arguments."""
     waves = waves_requested() if waves is None else waves
     args = list(_WARNINGS) + list(build_args)
+    if top_only:
+        args += ["--public-depth", "1"]
     if waves:
         args += ["--trace-fst", "--trace-structs"] + _fst_build_args()
     digest = hashlib.sha256("\0".join([verilog, toplevel, *args, _versions()]).encode())
     return SIM_BUILD / f"{name or toplevel}-{digest.hexdigest()[:16]}", args
 
 
-def build(verilog, toplevel, *, name=None, build_args=(), waves=None):
+def build(verilog, toplevel, *, name=None, build_args=(), waves=None, top_only=False):
     """Build (or reuse) the Verilator model of ``verilog`` with top module ``toplevel``.
 
     Parameters
@@ -112,16 +134,18 @@ def build(verilog, toplevel, *, name=None, build_args=(), waves=None):
         Extra Verilator arguments.
     waves : bool
         Build with FST tracing; defaults to the ``WAVES`` environment variable.
+    top_only : bool
+        Make only the top module's signals visible to cocotb (much faster builds of large
+        arrays; waveforms still hold every signal).
 
     Returns
     -------
     Path
         The build folder, holding ``<toplevel>.v`` and the model.
     """
-    from cocotb_tools.runner import get_runner
     verilator_env()
     build_dir, args = build_dir_for(verilog, toplevel, name=name, build_args=build_args,
-                                    waves=waves)
+                                    waves=waves, top_only=top_only)
     stamp = build_dir / "built.ok"
     with _locked(SIM_BUILD / f".{build_dir.name}.lock"):
         if stamp.exists():
@@ -132,7 +156,7 @@ def build(verilog, toplevel, *, name=None, build_args=(), waves=None):
         source = build_dir / f"{toplevel}.v"
         source.write_text(verilog)
         start = time.perf_counter()
-        runner = get_runner("verilator")
+        runner = _get_verilator(top_only)
         runner.build(sources=[source], hdl_toplevel=toplevel, build_dir=build_dir,
                      build_args=args, waves=waves, log_file=build_dir / "build.log")
         stamp.write_text(f"{time.perf_counter() - start:.1f} s\n")
@@ -140,7 +164,7 @@ def build(verilog, toplevel, *, name=None, build_args=(), waves=None):
 
 
 def run(verilog, toplevel, test_module, *, name=None, testcase=None, extra_env=None,
-        build_args=(), seed=None, test_dir=None):
+        build_args=(), seed=None, test_dir=None, top_only=False):
     """Build (cached) and run cocotb ``test_module`` against ``toplevel``.
 
     Fails (``AssertionError``) when any cocotb test fails or none ran.
@@ -154,6 +178,8 @@ def run(verilog, toplevel, test_module, *, name=None, testcase=None, extra_env=N
     extra_env : dict
         Environment for the simulator process (how Python-side parameters reach the
         testbench); values are turned into strings.
+    top_only : bool
+        See :func:`build`.
     test_dir : str
         Sub-folder of the build folder for this run's results and waves; defaults to a name
         made from the test module, test case and environment so parallel runs do not collide.
@@ -163,9 +189,10 @@ def run(verilog, toplevel, test_module, *, name=None, testcase=None, extra_env=N
     Path
         The run folder (``results.xml``, ``sim.log``, ``dump.fst`` with ``WAVES=1``).
     """
-    from cocotb_tools.runner import get_results, get_runner
+    from cocotb_tools.runner import get_results
     waves = waves_requested()
-    build_dir = build(verilog, toplevel, name=name, build_args=build_args, waves=waves)
+    build_dir = build(verilog, toplevel, name=name, build_args=build_args, waves=waves,
+                      top_only=top_only)
     env = {k: str(v) for k, v in (extra_env or {}).items()}
     if test_dir is None:
         key = repr((test_module, testcase, sorted(env.items()), seed))
@@ -178,7 +205,7 @@ def run(verilog, toplevel, test_module, *, name=None, testcase=None, extra_env=N
     # cocotb passes this process's sys.path to the simulator as PYTHONPATH.
     if str(ROOT) not in sys.path:
         sys.path.insert(0, str(ROOT))
-    runner = get_runner("verilator")
+    runner = _get_verilator(top_only)
     runner.build_dir = build_dir    # reuse the cached model without rebuilding
     try:
         results = runner.test(test_module=test_module, hdl_toplevel=toplevel, hdl_toplevel_lang="verilog",
