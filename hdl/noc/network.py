@@ -1,0 +1,128 @@
+"""Network generator: any :mod:`golden.noc` topology built from :class:`NocRouter` s."""
+
+from amaranth import Module
+from amaranth.lib import stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from golden import noc as golden_noc
+
+from ..cells import shared_cell
+from ..registry import block
+from .router import NocRouter, dest_bits_for, flit_layout
+
+__all__ = ["NocNetwork"]
+
+
+@block("noc_network", topology="mesh, mesh_skip or atleus",
+       dims="X,Y for a 2D mesh or X,Y,Z (Z tiers; Atleus: 4,4,4)",
+       vcs="virtual channels per link (1, 2 or 4)",
+       buffer="input buffer depth per VC in flits (>= 3)",
+       payload_width="flit payload width in bits")
+class NocNetwork(wiring.Component):
+    """A network of :class:`NocRouter` s with one injection and one ejection stream per node.
+
+    The topology, port numbering and routing tables come from :mod:`golden.noc`
+    (:func:`golden.noc.make_topology`, :func:`golden.noc.routing_table`, which proves the
+    routing deadlock-free before any RTL is built). Meshes route by dimension order in the
+    routers; other topologies through a routing-table input wired to constants. Each
+    distinct router configuration (port count, VCs, buffer, width, routing) is one shared
+    Verilog module (:func:`hdl.cells.shared_cell`).
+
+    Timing: per packet of ``L`` flits over ``h`` hops, ``2*h + 2 + L - 1`` cycles from the
+    head's injection to the tail's ejection at zero load (:func:`golden.noc.zero_load_latency`,
+    ``h`` from :func:`golden.noc.hops`). Packets from one source to one destination arrive in
+    order (one deterministic route; VCs are FIFOs) and each packet's flits leave contiguously.
+
+    Parameters
+    ----------
+    topology : str
+        ``"mesh"``, ``"mesh_skip"`` or ``"atleus"``.
+    dims : tuple of int
+        ``(X, Y)`` or ``(X, Y, Z)``.
+    vcs, buffer, payload_width : int
+        As :class:`NocRouter`.
+
+    Members
+    -------
+    inject : In(stream.Signature(flit_layout(...))).array(n_nodes)
+        Injection stream of node ``n`` (flit format: :func:`hdl.noc.flit_layout`).
+    eject : Out(stream.Signature(flit_layout(...))).array(n_nodes)
+        Ejection stream of node ``n``.
+    error : Out(n_nodes)
+        Bit ``n``: node ``n`` refused a head flit with a destination outside the network
+        this cycle (the packet is discarded).
+    """
+
+    def __init__(self, topology="atleus", *, dims=(4, 4, 4), vcs=2, buffer=8, payload_width=32):
+        if topology not in golden_noc.TOPOLOGIES:
+            raise TypeError(f"topology must be one of {', '.join(golden_noc.TOPOLOGIES)}, "
+                            f"not {topology!r}")
+        if not isinstance(dims, tuple) or len(dims) not in (2, 3) or \
+                not all(isinstance(d, int) and not isinstance(d, bool) and 1 <= d <= 64 for d in dims):
+            raise TypeError(f"dims must be a tuple of 2 or 3 integers from 1 to 64, not {dims!r}")
+        self._topo = golden_noc.make_topology(topology, dims)
+        self._table = golden_noc.routing_table(self._topo)
+        self._topology, self._dims = topology, dims
+        self._vcs, self._buffer, self._payload_width = vcs, buffer, payload_width
+        # Validate router parameters once (raises TypeError/ValueError naming them).
+        for n_ports in sorted({self._topo.n_ports(n) for n in range(self._topo.n_nodes)}):
+            probe = NocRouter(n_ports, vcs=vcs, buffer=buffer, payload_width=payload_width,
+                              routing=self._topo.routing, dims=dims)
+            probe._MustUse__silence = True      # built only to validate the parameters
+        self._flit_layout = probe.flit_layout
+        flit = flit_layout(dest_bits=dest_bits_for(self._topo.n_nodes), payload_width=payload_width)
+        n = self._topo.n_nodes
+        super().__init__({
+            "inject": In(stream.Signature(flit)).array(n),
+            "eject": Out(stream.Signature(flit)).array(n),
+            "error": Out(n),
+        })
+
+    def _make_router(self, n):
+        return NocRouter(self._topo.n_ports(n), vcs=self._vcs, buffer=self._buffer,
+                         payload_width=self._payload_width, routing=self._topo.routing,
+                         dims=self._dims)
+
+    topology = property(lambda self: self._topology)
+    dims = property(lambda self: self._dims)
+    vcs = property(lambda self: self._vcs)
+    buffer = property(lambda self: self._buffer)
+    payload_width = property(lambda self: self._payload_width)
+
+    @property
+    def graph(self):
+        """The :class:`golden.noc.Topology` this network implements."""
+        return self._topo
+
+    @property
+    def table(self):
+        """The routing table ``table[router, dest] -> port`` (:func:`golden.noc.routing_table`)."""
+        return self._table
+
+    @property
+    def flit_layout(self):
+        return self._flit_layout
+
+    def elaborate(self, platform):
+        m = Module()
+        topo = self._topo
+        routers = [self._make_router(n) for n in range(topo.n_nodes)]
+        for n, r in enumerate(routers):
+            cell = shared_cell(r, key=r.key)
+            if cell is not r:
+                r._MustUse__silence = True      # emitted as an instance of the shared module
+            m.submodules[f"router_{n}"] = cell
+            wiring.connect(m, wiring.flipped(self.inject[n]), r.inject)
+            wiring.connect(m, r.eject, wiring.flipped(self.eject[n]))
+            m.d.comb += self.error[n].eq(r.error)
+            if topo.routing == "dor":
+                x, y, z = topo.coords(n)
+                m.d.comb += [r.coord.x.eq(x), r.coord.y.eq(y)]
+                if len(self._dims) == 3:
+                    m.d.comb += r.coord.z.eq(z)
+            else:
+                for d in range(topo.n_nodes):
+                    m.d.comb += r.routes[d].eq(int(self._table[n, d]))
+        for n, p, nb, q, _ in topo.links():
+            wiring.connect(m, routers[n].o[p - 1], routers[nb].i[q - 1])
+        return m

@@ -1,0 +1,231 @@
+"""NoC benchmark: latency and accepted throughput versus offered load, BookSim2-style, on the RTL.
+
+    python -m tb.bench.noc --topology mesh --dims 4x4 --vcs 2 --packet-flits 4 --buffer 8 \\
+        --loads 0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9,1.0
+
+Traffic: uniform random destinations, Bernoulli packet injection per node per cycle at
+``load / packet_flits`` packets (offered load in flits/node/cycle), unbounded source queues,
+ejection always ready. Per load point: a warm-up, then a sample window; packet latency is
+from the packet's creation (source queueing included, as BookSim2) to its tail's ejection,
+averaged over the packets created in the window (all of them are drained); accepted
+throughput is the flits ejected during the window per node per cycle. ``zero_load_latency``
+is measured at offered load 0.01; ``saturation_throughput`` is the accepted throughput at
+offered load 1.0.
+
+With no arguments: the 4x4 mesh with 2 VCs (the issue's command), a 100,000-packet
+scoreboard run (uniform random, offered load 1.0, random ejection backpressure) on it, and
+the Atleus comparison of Fig. 8 (4x4x4 mesh, mesh with skip links, Atleus, each with 2 VCs
+and 4-flit buffers: average hops, router port counts, zero-load latency and latency at
+offered load 0.1 under uniform random traffic). Writes ``<out-dir>/noc.json`` and ``<out-dir>/noc_latency.png``.
+"""
+
+import argparse
+import json
+import os
+import random
+import sys
+import time
+from pathlib import Path
+
+import cocotb
+
+from golden import noc as golden_noc
+
+# BookSim2 "lean" router, 8-flit buffers per VC (from the issue): zero-load latency and
+# saturation throughput at 1 / 2 VCs.
+BOOKSIM = {((4, 4), 4): {"zero_load_latency": 15.7, 1: 0.59, 2: 0.73},
+           ((4, 4, 4), 4): {"zero_load_latency": 19.3, 1: 0.54, 2: 0.70}}
+
+
+# -- cocotb side ----------------------------------------------------------------------------
+
+@cocotb.test()
+async def noc_bench_sweep(dut):
+    from tb.test_noc_verilator import NocTraffic, parse_dims
+    cfg = json.loads(os.environ["NOC_BENCH"])
+    tb = NocTraffic(dut, cfg["topology"], parse_dims(cfg["dims"]), seed=cfg["seed"])
+    await tb.start()
+    rng = random.Random(cfg["seed"])
+    L = cfg["packet_flits"]
+    points = []
+    for load in cfg["loads"]:
+        p = load / L
+        warmup, window = cfg["warmup"], cfg["window"]
+        first = len(tb.delivered)
+        start = tb.cycle
+        flits_at = {}
+
+        def generate(tb, p=p, start=start):
+            t = tb.cycle - start
+            if t < warmup + window:
+                for src in range(tb.N):
+                    if rng.random() < p:
+                        tb.queue(src, rng.randrange(tb.N), L, created=(tb.cycle, t >= warmup))
+
+        while tb.cycle - start < warmup + window:
+            if tb.cycle - start == warmup:
+                flits_at["start"] = sum(d[2] for d in tb.delivered)
+            await tb.step(generate)
+        flits_at["end"] = sum(d[2] for d in tb.delivered)
+        await tb.drain(settle=0)
+        sample = [d for d in tb.delivered[first:] if d[5][1]]
+        latency = sum(d[4] - d[5][0] for d in sample) / max(1, len(sample))
+        accepted = (flits_at["end"] - flits_at["start"]) / (tb.N * window)
+        points.append({"offered_load": load, "accepted_throughput": round(accepted, 4),
+                       "avg_latency": round(latency, 3), "sampled_packets": len(sample)})
+        dut._log.info(f"load {load}: accepted {accepted:.3f}, latency {latency:.2f}")
+    Path(cfg["out"]).write_text(json.dumps(points))
+
+
+@cocotb.test()
+async def noc_bench_scoreboard(dut):
+    from tb.test_noc_verilator import NocTraffic, parse_dims
+    cfg = json.loads(os.environ["NOC_BENCH"])
+    tb = NocTraffic(dut, cfg["topology"], parse_dims(cfg["dims"]), backpressure=0.3,
+                    seed=cfg["seed"])
+    await tb.start()
+    rng = random.Random(cfg["seed"])
+    per_node = cfg["packets"] // tb.N
+    for _ in range(per_node):
+        for src in range(tb.N):
+            tb.queue(src, rng.randrange(tb.N), rng.randint(1, 4))
+    t0 = time.perf_counter()
+    await tb.drain()
+    flits = sum(d[2] for d in tb.delivered)
+    Path(cfg["out"]).write_text(json.dumps({
+        "packets": len(tb.delivered), "flits": flits, "cycles": tb.cycle,
+        "pattern": "uniform", "offered_load": 1.0, "ejection_backpressure": 0.3,
+        "passed": len(tb.delivered) == per_node * tb.N and tb.outstanding == 0,
+        "checks": "no loss, no duplication, no corruption, contiguous, in order per "
+                  "(source, destination), drained to empty, watchdog 1000 cycles",
+        "wall_s": round(time.perf_counter() - t0, 1)}))
+
+
+# -- host side ------------------------------------------------------------------------------
+
+def _simulate(testcase, topology, dims, vcs, buffer, cfg, out_dir):
+    from tb import runner
+    from tb.test_noc_verilator import BUILD_ARGS, network_verilog
+    out = Path(out_dir) / f".noc_{testcase}_{topology}_{'x'.join(map(str, dims))}_{vcs}_{buffer}.json"
+    cfg = dict(cfg, topology=topology, dims=",".join(map(str, dims)), out=str(out.resolve()))
+    from tb.test_noc_verilator import CONFIGS
+    name = f"noc_bench_{topology}_{'x'.join(map(str, dims))}_v{vcs}_b{buffer}"
+    for config, (t, d, v, b, _) in CONFIGS.items():
+        if (t, tuple(d), v, b) == (topology, tuple(dims), vcs, buffer):
+            name = f"noc_{config}"       # the regression's build of the same network
+    runner.run(network_verilog(topology, tuple(dims), vcs, buffer), "noc_network", "tb.bench.noc",
+               name=name,
+               testcase=testcase, build_args=BUILD_ARGS,
+               extra_env={"NOC_BENCH": json.dumps(cfg)})
+    result = json.loads(out.read_text())
+    out.unlink()
+    return result
+
+
+def sweep(topology, dims, vcs, buffer, packet_flits, loads, out_dir, *, warmup, window, seed=1):
+    cfg = {"packet_flits": packet_flits, "warmup": warmup, "window": window, "seed": seed}
+    zero = _simulate("noc_bench_sweep", topology, dims, vcs, buffer,
+                     dict(cfg, loads=[0.01], window=max(window, 3000)), out_dir)[0]
+    points = _simulate("noc_bench_sweep", topology, dims, vcs, buffer, dict(cfg, loads=loads),
+                       out_dir) if loads else []
+    topo = golden_noc.make_topology(topology, dims)
+    table = golden_noc.routing_table(topo)
+    hops = golden_noc.average_hops(topo, table)
+    result = {
+        "topology": topology, "dims": list(dims), "vcs": vcs, "buffer": buffer,
+        "packet_flits": packet_flits, "traffic": "uniform", "warmup": warmup, "window": window,
+        "zero_load_latency": zero["avg_latency"],
+        "zero_load_latency_contract": float(golden_noc.zero_load_latency(0, packet_flits) + 2 * hops),
+        "average_hops": hops,
+        "saturation_throughput": next((p["accepted_throughput"] for p in points
+                                       if p["offered_load"] == 1.0), None),
+        "points": points,
+        "router_ports": golden_noc.port_histogram(topo),
+    }
+    ref = BOOKSIM.get((tuple(dims), packet_flits)) if topology == "mesh" else None
+    if ref is not None and buffer == 8:
+        result["booksim2_lean"] = {"zero_load_latency": ref["zero_load_latency"],
+                                   "saturation_throughput": ref.get(vcs)}
+    return result
+
+
+def plot(results, path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for r in results:
+        if not r["points"]:
+            continue
+        xs = [p["offered_load"] for p in r["points"]]
+        ys = [p["avg_latency"] for p in r["points"]]
+        ax.plot(xs, ys, marker="o",
+                label=f"{r['topology']} {'x'.join(map(str, r['dims']))}, {r['vcs']} VC")
+    ax.set_xlabel("offered load (flits/node/cycle)")
+    ax.set_ylabel("average packet latency (cycles)")
+    ax.set_yscale("log")
+    ax.grid(True, alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m tb.bench.noc", description=__doc__.split("\n")[0])
+    parser.add_argument("--out-dir", default="build/bench")
+    parser.add_argument("--topology", default=None, choices=golden_noc.TOPOLOGIES)
+    parser.add_argument("--dims", default="4x4")
+    parser.add_argument("--vcs", type=int, default=2)
+    parser.add_argument("--packet-flits", type=int, default=4)
+    parser.add_argument("--buffer", type=int, default=8)
+    parser.add_argument("--loads", default="0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9,1.0")
+    parser.add_argument("--warmup", type=int, default=1000)
+    parser.add_argument("--window", type=int, default=2000)
+    parser.add_argument("--scoreboard-packets", type=int, default=None,
+                        help="packets of the scoreboard run (default 100000 without --topology)")
+    args = parser.parse_args(argv)
+    out_dir = Path(args.out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    loads = [float(x) for x in args.loads.split(",") if x]
+    start = time.perf_counter()
+    report = {"generated_by": "python -m tb.bench.noc " + " ".join(argv if argv is not None
+                                                                    else sys.argv[1:])}
+    if args.topology is not None:
+        dims = tuple(int(d) for d in args.dims.replace(",", "x").split("x"))
+        result = sweep(args.topology, dims, args.vcs, args.buffer, args.packet_flits, loads,
+                       out_dir, warmup=args.warmup, window=args.window)
+        report.update(result)
+        results = [result]
+        scoreboard_cfg = (args.topology, dims, args.vcs, args.buffer)
+        packets = args.scoreboard_packets or 0
+    else:
+        result = sweep("mesh", (4, 4), 2, 8, 4, loads, out_dir,
+                       warmup=args.warmup, window=args.window)
+        report.update(result)
+        results = [result]
+        compare = []
+        for topology in ("mesh", "mesh_skip", "atleus"):
+            r = sweep(topology, (4, 4, 4), 2, 4, 4, [0.1], out_dir,
+                      warmup=500, window=1500)
+            compare.append({k: r[k] for k in ("topology", "average_hops", "router_ports",
+                                              "zero_load_latency", "zero_load_latency_contract")}
+                           | {"latency_at_0.1": r["points"][0]["avg_latency"]})
+        report["fig8_comparison"] = compare
+        scoreboard_cfg = ("mesh", (4, 4), 2, 8)
+        packets = 100000 if args.scoreboard_packets is None else args.scoreboard_packets
+    if packets:
+        topology, dims, vcs, buffer = scoreboard_cfg
+        report["scoreboard"] = dict(
+            _simulate("noc_bench_scoreboard", topology, dims, vcs, buffer,
+                      {"packets": packets, "seed": 5}, out_dir),
+            topology=topology, dims=list(dims), vcs=vcs, buffer=buffer)
+    report["wall_s"] = round(time.perf_counter() - start, 1)
+    (out_dir / "noc.json").write_text(json.dumps(report, indent=2) + "\n")
+    plot(results, out_dir / "noc_latency.png")
+    print(json.dumps({k: report[k] for k in ("zero_load_latency", "saturation_throughput")}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,143 @@
+"""NoC: golden-model checks, parameter validation and a small Amaranth-simulator run."""
+
+import numpy as np
+import pytest
+from amaranth.sim import Simulator
+
+from golden import noc as golden_noc
+from hdl.noc import NocNetwork, NocRouter
+from tb.packing import pack, unpack
+
+
+# -- golden model ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("topology,dims", [
+    ("mesh", (4, 4)), ("mesh", (4, 4, 4)), ("mesh", (3, 5)), ("mesh_skip", (4, 4, 4)),
+    ("atleus", (4, 4, 4)), ("atleus", (3, 2, 3)),
+])
+def test_routing_deadlock_free_and_complete(topology, dims):
+    topo = golden_noc.make_topology(topology, dims)
+    table = golden_noc.routing_table(topo)
+    assert golden_noc.check_deadlock_free(topo, table)
+    h = golden_noc.hop_matrix(topo, table)
+    for s in range(topo.n_nodes):
+        for d in range(topo.n_nodes):
+            route = golden_noc.path(topo, table, s, d)
+            assert route[0] == s and route[-1] == d and len(route) - 1 == h[s, d]
+    if topology == "mesh":     # dimension order is minimal: Manhattan distance
+        c = np.array([topo.coords(n) for n in range(topo.n_nodes)])
+        np.testing.assert_array_equal(h, np.abs(c[:, None, :] - c[None, :, :]).sum(-1))
+
+
+def test_deadlock_checker_finds_a_cycle():
+    """Shortest-path routing on a 4x1 ring would deadlock (the classic counter-example)."""
+    topo = golden_noc.Topology("ring", (4, 1))
+    topo.ports = [[None] for _ in range(4)]
+    for n in range(4):
+        golden_noc._connect(topo.ports, n, (n + 1) % 4, "planar")
+    table = np.zeros((4, 4), dtype=np.int64)
+    for n in range(4):
+        for d in range(4):
+            if d != n:   # always clockwise: port towards n+1
+                table[n, d] = golden_noc._port_to(topo, n, (n + 1) % 4)
+    with pytest.raises(ValueError, match="can deadlock: channel-dependency cycle"):
+        golden_noc.check_deadlock_free(topo, table)
+    golden_noc.check_deadlock_free(topo, golden_noc.updown_table(topo, 0))
+
+
+def test_atleus_structure():
+    topo = golden_noc.atleus((4, 4, 4))
+    kinds = {}
+    for n, p, nb, q, kind in topo.links():
+        kinds[kind] = kinds.get(kind, 0) + 1
+        assert topo.ports[nb][q][:2] == (n, p)      # links are symmetric
+    # Paper, Section V: 48 vertical TSV links + 16 skip links; 24 mesh + 3*15 chain links.
+    assert kinds == {"tsv": 2 * 48, "skip": 2 * 16, "planar": 2 * (24 + 3 * 15)}
+    curve = topo.curve
+    assert sorted(curve) == [(x, y) for x in range(4) for y in range(4)]
+    assert all(abs(a[0] - b[0]) + abs(a[1] - b[1]) == 1 for a, b in zip(curve, curve[1:]))
+    # Fewer ports than the 3D mesh with skip links (Fig. 8(a)).
+    skip = golden_noc.port_histogram(golden_noc.mesh_skip((4, 4, 4)))
+    ours = golden_noc.port_histogram(topo)
+    assert sum(k * v for k, v in ours.items()) < sum(k * v for k, v in skip.items())
+
+
+def test_zero_load_latency_contract():
+    assert golden_noc.zero_load_latency(0, 1) == 2
+    np.testing.assert_array_equal(golden_noc.zero_load_latency(np.arange(4), 4),
+                                  2 * np.arange(4) + 5)
+
+
+# -- parameters -----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("kwargs,exc,match", [
+    ({"ports": 1}, TypeError, r"ports must be an integer from 2 to 16, not 1"),
+    ({"vcs": 3}, TypeError, r"vcs must be one of 1, 2, 4, not 3"),
+    ({"buffer": 2}, ValueError, r"buffer must be at least the credit round trip of 3 flits, not 2"),
+    ({"buffer": 0}, TypeError, r"buffer must be an integer from 1 to 256, not 0"),
+    ({"payload_width": 0}, TypeError, r"payload_width must be an integer from 1 to 1024"),
+    ({"routing": "xy"}, TypeError, r"routing must be one of dor, table, not 'xy'"),
+    ({"dims": (4,)}, TypeError, r"dims must be a tuple of 2 or 3 integers"),
+    ({"ports": 7}, ValueError, r"ports must be 5 for dimension-order routing"),
+])
+def test_router_bad_parameters(kwargs, exc, match):
+    with pytest.raises(exc, match=match):
+        NocRouter(**kwargs)
+
+
+def test_network_bad_parameters():
+    with pytest.raises(TypeError, match=r"topology must be one of mesh, mesh_skip, atleus"):
+        NocNetwork("torus")
+    with pytest.raises(ValueError, match=r"dims must have 3 entries for this topology"):
+        NocNetwork("atleus", dims=(4, 4))
+    with pytest.raises(TypeError, match=r"vcs must be one of 1, 2, 4, not 8"):
+        NocNetwork("mesh", dims=(2, 2), vcs=8)
+
+
+# -- Amaranth simulator: single packets on a 2x2 mesh, exact contract latency ----------------
+
+@pytest.mark.parametrize("topology,dims", [("mesh", (2, 2)), ("atleus", (2, 1, 3))])
+def test_network_single_packets_amaranth_sim(topology, dims):
+    dut = NocNetwork(topology, dims=dims, vcs=2, buffer=3, payload_width=8)
+    topo, table, layout = dut.graph, dut.table, dut.flit_layout
+    N = topo.n_nodes
+    results = []
+
+    async def bench(ctx):
+        for n in range(N):
+            ctx.set(dut.eject[n].ready, 1)
+        cycle = 0
+        for src in range(N):
+            for dst in range(N):
+                length = 1 + (src + dst) % 3
+                flits = [{"head": int(k == 0), "tail": int(k == length - 1), "dest": dst,
+                          "payload": (17 * src + 5 * dst + k) & 0xFF} for k in range(length)]
+                got, t_head, t_tail = [], None, None
+                sent = 0
+                while len(got) < length:
+                    if sent < length:
+                        ctx.set(dut.inject[src].valid, 1)
+                        ctx.set(dut.inject[src].payload.as_value(), pack(layout, flits[sent]))
+                    else:
+                        ctx.set(dut.inject[src].valid, 0)
+                    _, _, inj_ready, ej_valid, ej_payload = await ctx.tick().sample(
+                        dut.inject[src].ready, dut.eject[dst].valid, dut.eject[dst].payload.as_value())
+                    if sent < length and inj_ready:
+                        if sent == 0:
+                            t_head = cycle
+                        sent += 1
+                    if ej_valid:
+                        got.append(unpack(layout, ej_payload))
+                        t_tail = cycle
+                    cycle += 1
+                    assert cycle < 10000
+                ctx.set(dut.inject[src].valid, 0)
+                results.append((src, dst, length, got == flits, t_tail - t_head))
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    for src, dst, length, ok, latency in results:
+        assert ok, (src, dst)
+        assert latency == golden_noc.zero_load_latency(golden_noc.hops(topo, table, src, dst), length)
