@@ -5,7 +5,11 @@ PYTHON  ?= python3
 VENV    := .venv
 PY      := $(VENV)/bin/python
 STAMP   := $(VENV)/.pimrtl-installed
-LIBERTY ?= ../shared/pdk/ihp-sg13g2/sg13g2_stdcell_typ_1p20V_25C.lib
+# Area in um^2 needs a Liberty file: LIBERTY=path/to/cells.lib make synth uses yours (and fails
+# clearly if it is missing); otherwise the open IHP SG13G2 library beside the repo, if present.
+DEFAULT_LIBERTY := ../shared/pdk/ihp-sg13g2/sg13g2_stdcell_typ_1p20V_25C.lib
+LIBERTY ?=
+SYNTH_LIBERTY = $(if $(LIBERTY),--liberty $(LIBERTY),$(if $(wildcard $(DEFAULT_LIBERTY)),--liberty $(DEFAULT_LIBERTY)))
 JOBS    ?= auto
 PYTEST_ARGS ?=
 
@@ -30,7 +34,7 @@ verilog: setup
 	$(PY) -m hdl all --out-dir build/verilog
 
 synth: verilog
-	$(PY) -m synth all --verilog-dir build/verilog --out-dir build/synth $(if $(wildcard $(LIBERTY)),--liberty $(LIBERTY))
+	$(PY) -m synth all --verilog-dir build/verilog --out-dir build/synth $(SYNTH_LIBERTY)
 
 test: setup
 	$(PY) -m pytest -n $(JOBS) $(PYTEST_ARGS)

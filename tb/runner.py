@@ -15,13 +15,15 @@
 import fcntl
 import hashlib
 import os
+import re
 import shutil
 import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["ROOT", "BUILD", "verilator_env", "build_dir_for", "build", "run", "waves_requested"]
+__all__ = ["ROOT", "BUILD", "verilator_env", "build_dir_for", "build", "run", "waves_requested",
+           "mark_hier_blocks"]
 
 ROOT = Path(__file__).resolve().parent.parent
 BUILD = ROOT / "build"
@@ -107,19 +109,38 @@ def _get_verilator(top_only):
     return VerilatorTopPorts()
 
 
-def build_dir_for(verilog, toplevel, *, name=None, build_args=(), waves=None, top_only=False):
-    """The cache folder of a configuration and its full Verilator arguments."""
+def mark_hier_blocks(verilog, modules):
+    """Mark ``modules`` (and their numbered variants ``name_2``... from hdl.cells) as Verilator
+    hierarchical blocks: each is verilated and compiled once, not once per instance."""
+    for module in modules:
+        verilog = re.sub(rf"^(module {re.escape(module)}(_\d+)?\([^;]*\);)",
+                         r"\1\n  /*verilator hier_block*/", verilog, flags=re.MULTILINE)
+    return verilog
+
+
+def _prepare(verilog, build_args, waves, top_only, hier_blocks):
     waves = waves_requested() if waves is None else waves
     args = list(_WARNINGS) + list(build_args)
     if top_only:
         args += ["--public-depth", "1"]
+    if hier_blocks:
+        verilog = mark_hier_blocks(verilog, hier_blocks)
+        args += ["--hierarchical"]
     if waves:
         args += ["--trace-fst", "--trace-structs"] + _fst_build_args()
+    return verilog, args, waves
+
+
+def build_dir_for(verilog, toplevel, *, name=None, build_args=(), waves=None, top_only=False,
+                  hier_blocks=()):
+    """The cache folder of a configuration and its full Verilator arguments."""
+    verilog, args, waves = _prepare(verilog, build_args, waves, top_only, hier_blocks)
     digest = hashlib.sha256("\0".join([verilog, toplevel, *args, _versions()]).encode())
     return SIM_BUILD / f"{name or toplevel}-{digest.hexdigest()[:16]}", args
 
 
-def build(verilog, toplevel, *, name=None, build_args=(), waves=None, top_only=False):
+def build(verilog, toplevel, *, name=None, build_args=(), waves=None, top_only=False,
+          hier_blocks=()):
     """Build (or reuse) the Verilator model of ``verilog`` with top module ``toplevel``.
 
     Parameters
@@ -137,6 +158,9 @@ def build(verilog, toplevel, *, name=None, build_args=(), waves=None, top_only=F
     top_only : bool
         Make only the top module's signals visible to cocotb (much faster builds of large
         arrays; waveforms still hold every signal).
+    hier_blocks : sequence of str
+        Module names to verilate as hierarchical blocks (``--hierarchical``): a shared cell
+        module with many instances (a systolic row, a router) is compiled once.
 
     Returns
     -------
@@ -145,7 +169,8 @@ def build(verilog, toplevel, *, name=None, build_args=(), waves=None, top_only=F
     """
     verilator_env()
     build_dir, args = build_dir_for(verilog, toplevel, name=name, build_args=build_args,
-                                    waves=waves, top_only=top_only)
+                                    waves=waves, top_only=top_only, hier_blocks=hier_blocks)
+    verilog = mark_hier_blocks(verilog, hier_blocks)
     stamp = build_dir / "built.ok"
     with _locked(SIM_BUILD / f".{build_dir.name}.lock"):
         if stamp.exists():
@@ -164,7 +189,7 @@ def build(verilog, toplevel, *, name=None, build_args=(), waves=None, top_only=F
 
 
 def run(verilog, toplevel, test_module, *, name=None, testcase=None, extra_env=None,
-        build_args=(), seed=None, test_dir=None, top_only=False):
+        build_args=(), seed=None, test_dir=None, top_only=False, hier_blocks=()):
     """Build (cached) and run cocotb ``test_module`` against ``toplevel``.
 
     Fails (``AssertionError``) when any cocotb test fails or none ran.
@@ -178,7 +203,7 @@ def run(verilog, toplevel, test_module, *, name=None, testcase=None, extra_env=N
     extra_env : dict
         Environment for the simulator process (how Python-side parameters reach the
         testbench); values are turned into strings.
-    top_only : bool
+    top_only, hier_blocks :
         See :func:`build`.
     test_dir : str
         Sub-folder of the build folder for this run's results and waves; defaults to a name
@@ -192,7 +217,7 @@ def run(verilog, toplevel, test_module, *, name=None, testcase=None, extra_env=N
     from cocotb_tools.runner import get_results
     waves = waves_requested()
     build_dir = build(verilog, toplevel, name=name, build_args=build_args, waves=waves,
-                      top_only=top_only)
+                      top_only=top_only, hier_blocks=hier_blocks)
     env = {k: str(v) for k, v in (extra_env or {}).items()}
     if test_dir is None:
         key = repr((test_module, testcase, sorted(env.items()), seed))

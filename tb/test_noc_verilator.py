@@ -14,7 +14,6 @@ benchmark (:mod:`tb.bench.noc`) reuses.
 
 import os
 import random
-import re
 from collections import deque
 
 import cocotb
@@ -319,27 +318,20 @@ def network_verilog(topology, dims, vcs, buffer, payload_width=32):
     if key not in _VERILOG:
         text = generate(NocNetwork(topology, dims=dims, vcs=vcs, buffer=buffer,
                                    payload_width=payload_width), "noc_network")
-        _VERILOG[key] = hier_blocks(text)
+        _VERILOG[key] = text
     return _VERILOG[key]
 
 
 # Verilator generates code per instance: 64 routers would be 64 copies of the router's C++.
-# Hierarchical verilation builds each router module once; the cocotb runner's default
-# --public-flat-rw (every internal signal public) is turned off, only the ports are used.
-BUILD_ARGS = ("--hierarchical", "--no-public-flat-rw", "--public-depth", "1")
-
-
-def hier_blocks(verilog):
-    """Mark every router module of ``verilog`` as a Verilator hierarchical block."""
-    return re.sub(r"(module noc_router(_\d+)?\([^;]*\);)", r"\1\n  /*verilator hier_block*/",
-                  verilog)
+# Hierarchical verilation builds each router module once; only the top's ports are public.
+VERILATOR_OPTIONS = {"top_only": True, "hier_blocks": ("noc_router",)}
 
 
 def _run(config, testcase, **env):
     topology, dims, vcs, buffer, packets = CONFIGS[config]
     runner.run(network_verilog(topology, dims, vcs, buffer), "noc_network",
                "tb.test_noc_verilator", name=f"noc_{config}", testcase=testcase,
-               build_args=BUILD_ARGS,
+               **VERILATOR_OPTIONS,
                extra_env={"NOC_TOPOLOGY": topology, "NOC_DIMS": ",".join(map(str, dims)),
                           "NOC_SEED": 3, **env})
 

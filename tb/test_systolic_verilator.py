@@ -234,7 +234,7 @@ def _run(name, testcase, seed=1):
     rows, cols, kwargs = CONFIGS[name]
     verilog = generate(SystolicArray(rows, cols, **kwargs), "systolic_array")
     runner.run(verilog, "systolic_array", "tb.test_systolic_verilator", name=f"systolic_{name}",
-               testcase=testcase, top_only=True,
+               testcase=testcase, top_only=True, hier_blocks=("systolic_row",),
                extra_env={**params_env(rows, cols, **kwargs), "SYSTOLIC_SEED": seed})
 
 

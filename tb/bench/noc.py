@@ -105,7 +105,7 @@ async def noc_bench_scoreboard(dut):
 
 def _simulate(testcase, topology, dims, vcs, buffer, cfg, out_dir):
     from tb import runner
-    from tb.test_noc_verilator import BUILD_ARGS, network_verilog
+    from tb.test_noc_verilator import VERILATOR_OPTIONS, network_verilog
     out = Path(out_dir) / f".noc_{testcase}_{topology}_{'x'.join(map(str, dims))}_{vcs}_{buffer}.json"
     cfg = dict(cfg, topology=topology, dims=",".join(map(str, dims)), out=str(out.resolve()))
     from tb.test_noc_verilator import CONFIGS
@@ -115,7 +115,7 @@ def _simulate(testcase, topology, dims, vcs, buffer, cfg, out_dir):
             name = f"noc_{config}"       # the regression's build of the same network
     runner.run(network_verilog(topology, tuple(dims), vcs, buffer), "noc_network", "tb.bench.noc",
                name=name,
-               testcase=testcase, build_args=BUILD_ARGS,
+               testcase=testcase, **VERILATOR_OPTIONS,
                extra_env={"NOC_BENCH": json.dumps(cfg)})
     result = json.loads(out.read_text())
     out.unlink()

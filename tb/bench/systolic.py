@@ -88,12 +88,13 @@ def run_array(rows, cols, shapes, out_dir):
     gen_s = time.perf_counter() - start
     name = f"systolic_{rows}x{cols}"
     start = time.perf_counter()
-    build_dir = runner.build(verilog, "systolic_array", name=name, top_only=True)
+    build_dir = runner.build(verilog, "systolic_array", name=name, top_only=True,
+                             hier_blocks=("systolic_row",))
     build_s = time.perf_counter() - start
     stamp = (build_dir / "built.ok").read_text().split()[0]   # the cold build's own time
     out = Path(out_dir).resolve() / f".{name}.json"
     runner.run(verilog, "systolic_array", "tb.bench.systolic", name=name, testcase="bench_gemm",
-               top_only=True,
+               top_only=True, hier_blocks=("systolic_row",),
                extra_env={**params_env(rows, cols), "SYSTOLIC_SHAPES": ",".join(shapes),
                           "SYSTOLIC_OUT": out, "SYSTOLIC_SEED": 1})
     results = json.loads(out.read_text())
