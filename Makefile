@@ -33,7 +33,7 @@ setup: $(STAMP)
 verilog: setup
 	$(PY) -m hdl all --out-dir build/verilog
 
-synth: verilog
+synth: setup
 	$(PY) -m synth all --verilog-dir build/verilog --out-dir build/synth $(SYNTH_LIBERTY)
 
 test: setup

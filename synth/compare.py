@@ -18,6 +18,7 @@ is scaled to the analog numbers' 32 nm node by ``(32 / node)**2`` (ideal scaling
 130 nm for IHP SG13G2, set ``SYNTH_LIBERTY_NODE_NM`` for another PDK).
 """
 
+import concurrent.futures
 import os
 
 __all__ = ["COMPARISONS", "adc_area_um2", "run_comparisons"]
@@ -79,6 +80,20 @@ def _pct(a, b):
     return None if not b else round(100.0 * (a - b) / b, 2)
 
 
+def _prefetch(run, block, configs):
+    """Synthesize ``configs`` of ``block`` concurrently when ``run`` is thread-safe (a
+    :class:`synth.__main__.Runner`, which remembers its results); errors show up later when
+    the comparison asks for the same configuration again."""
+    if getattr(run, "reports", None) is None or len(configs) < 2:
+        return
+    with concurrent.futures.ThreadPoolExecutor(max_workers=len(configs)) as ex:
+        for f in [ex.submit(run, block, params) for params in configs]:
+            try:
+                f.result()
+            except Exception:
+                pass
+
+
 def compare_adc(run, blocks):
     """Reconfigurable 6/7-bit SAR-ADC controller against fixed 6-bit and fixed 7-bit."""
     res = _new("SAR-ADC controller: reconfigurable 6/7-bit vs fixed",
@@ -101,6 +116,7 @@ def compare_adc(run, blocks):
                             f"(HyFlexPIM Table 2); one ADC + one controller per module; "
                             f"digital area scaled to 32 nm by (32/node)^2")
     reps = {}
+    _prefetch(run, "sar_adc_controller", [params for _, params, _ in variants])
     for label, params, adc_bits in variants:
         rep = run("sar_adc_controller", params)
         reps[label] = (rep, adc_bits)
@@ -215,7 +231,9 @@ def compare_systolic(run, blocks):
     if rows is None or cols is None:
         return _unavailable(res, "systolic_array has no rows/cols parameters")
     res["configuration"] = f"systolic_array, {rows} x {cols}, other parameters at defaults"
-    for r, c in ((128, 32), (64, 64), (32, 128)):
+    shapes = ((128, 32), (64, 64), (32, 128))
+    _prefetch(run, "systolic_array", [{rows: r, cols: c} for r, c in shapes])
+    for r, c in shapes:
         params = {rows: r, cols: c}
         rep = run("systolic_array", params)
         per_pe = None if rep["area_um2"] is None else round(rep["area_um2"] / (r * c), 2)
@@ -252,8 +270,10 @@ def compare_router(run, blocks):
     configs += [(f"5 ports, {v} VC", {"ports": 5, "dims": (4, 4), "vcs": v}) for v in (1, 2, 4)
                 if v != defaults.get("vcs")]
     base = None
+    configs = [(label, {k: v for k, v in params.items() if k in names})
+               for label, params in configs]
+    _prefetch(run, "noc_router", [params for _, params in configs])
     for label, params in configs:
-        params = {k: v for k, v in params.items() if k in names}
         try:
             rep = run("noc_router", params)
         except (TypeError, ValueError) as e:
@@ -271,19 +291,26 @@ COMPARISONS = {"adc": compare_adc, "dequant": compare_dequant, "systolic": compa
                "router": compare_router}
 
 
-def run_comparisons(run, blocks, names=None, log=None):
-    """Run the comparisons; ``run(block_name, params) -> report`` does the synthesis."""
-    out = {}
-    for name, fn in COMPARISONS.items():
-        if names is not None and name not in names:
-            continue
+def run_comparisons(run, blocks, names=None, log=None, parallel=False):
+    """Run the comparisons; ``run(block_name, params) -> report`` does the synthesis.
+
+    ``parallel``: run the comparisons in threads (``run`` must then be thread-safe, as
+    :class:`synth.__main__.Runner` is; it limits the Yosys processes itself).
+    """
+    def one(name, fn):
         try:
-            out[name] = fn(run, blocks)
+            result = fn(run, blocks)
         except Exception as e:   # a block under construction must not stop the report
-            out[name] = _unavailable(_new(fn.__doc__.strip().splitlines()[0], "", ""),
-                                     f"{type(e).__name__}: {e}")
+            result = _unavailable(_new(fn.__doc__.strip().splitlines()[0], "", ""),
+                                  f"{type(e).__name__}: {e}")
         if log:
             log(f"comparison {name}: "
-                + ("done" if out[name]["available"] else out[name]["notes"][-1]))
-    return out
+                + ("done" if result["available"] else result["notes"][-1]))
+        return result
 
+    todo = [(name, fn) for name, fn in COMPARISONS.items() if names is None or name in names]
+    if not parallel:
+        return {name: one(name, fn) for name, fn in todo}
+    with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, len(todo))) as ex:
+        futures = {name: ex.submit(one, name, fn) for name, fn in todo}
+        return {name: f.result() for name, f in futures.items()}

@@ -110,17 +110,18 @@ def _module_depth(module, liberty, module_names):
     return worst
 
 
-def module_depths(netlist, liberty=None):
+def module_depths(netlist, liberty=None, module_names=()):
     """``{module: {"levels": int, "delay_ns": float or None}}`` for a Yosys ``write_json`` netlist.
 
-    Blackbox modules (Liberty cells) are skipped.
+    Blackbox modules (Liberty cells) are skipped. Instances of the modules in the netlist and
+    of ``module_names`` (submodules synthesized separately) are path end points.
     """
     modules = {name: m for name, m in netlist["modules"].items()
                if not int(str(m.get("attributes", {}).get("blackbox", "0")), 2 if set(
                    str(m.get("attributes", {}).get("blackbox", "0"))) <= {"0", "1"} else 10)}
     result = {}
     for name, module in modules.items():
-        levels, delay = _module_depth(module, liberty, set(modules))
+        levels, delay = _module_depth(module, liberty, set(modules) | set(module_names))
         result[name] = {"levels": levels,
                         "delay_ns": round(delay, 3) if liberty is not None else None}
     return result

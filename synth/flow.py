@@ -1,9 +1,12 @@
-"""Synthesis of one design with Yosys, keeping its hierarchy.
+"""Synthesis of one design with Yosys, keeping its hierarchy, one module at a time.
 
-One Yosys run per design:
+The Verilog is split into its modules; each module reachable from the top is synthesized on
+its own (its submodules read as blackboxes with ``read_verilog -lib``), up to ``jobs`` Yosys
+processes at a time, and cached by its text. The hierarchy is then counted by instance in
+Python. Per module:
 
-1. ``synth -top <top>`` (generic gates; no ``-flatten``: each shared cell module is
-   synthesized once and counted by instance) and ``stat -json`` for the generic cell counts;
+1. ``synth`` (generic gates; each shared cell module is synthesized once and counted by
+   instance) and ``stat -json`` for the generic cell counts;
 2. ``dfflegalize`` to plain ``$_DFF_P_``/``$_DFF_N_`` (enables, resets and initial values
    become gates, so every flip-flop is counted) and ``stat -tech cmos`` for the transistor
    estimate;
@@ -11,19 +14,35 @@ One Yosys run per design:
    (total and sequential) in um^2, and ``write_json`` of the mapped netlist for the
    critical-path estimate (:mod:`synth.depth`); without one, the depth is counted in generic
    gate levels.
+
+Modules with more than ``LEAN_REGISTER_BITS`` flip-flop bits (the flat top of the systolic
+array with its de-skew shift registers, pim_tile's top and accumulator) get a *lean* script
+instead of ``synth``: the same coarse and fine mapping without ``fsm``, ``share``, ``check``
+and the ``opt -full`` iterations, whose run time grows faster than linearly on a flat module
+of hundreds of thousands of cells, and ABC's quick script ``strash; dretime; map`` (also for
+the Liberty mapping; ABC's full script took ~275 s of CPU on pim_tile's accumulator alone).
+Enable flip-flops stay ``$_DFFE_*`` cells up to ``dfflibmap``, as in ``synth``. Each module's
+``mapping`` in the report says which script it got; lean modules are not timed.
 """
 
+import concurrent.futures
+import hashlib
+import heapq
+import itertools
 import json
+import os
 import re
 import tempfile
+import threading
 import time
 from pathlib import Path
 
+from . import design as _design
 from .depth import module_depths
 from .liberty import load_liberty
-from .yosys import run_yosys
+from .yosys import YosysError, run_yosys
 
-__all__ = ["synthesize", "instance_counts"]
+__all__ = ["synthesize", "instance_counts", "yosys_pool", "default_jobs"]
 
 
 def _clean(name):
@@ -61,7 +80,11 @@ def instance_counts(stat, top):
 
 SRAM_CELL = "$__pimrtl_sram"
 SRAM_MIN_BITS_GENERIC = 4096
-DEPTH_MAX_COARSE_CELLS = 20000
+LEAN_REGISTER_BITS = 5_000
+# ABC's quick mapping (what older Yosys ran for ``abc -fast``): no fraiging, no choices.
+ABC_FAST_SCRIPT = "+strash;dretime;map"
+MODULE_FLOW_VERSION = "m1"
+LEAN_FLOW_VERSION = "l2"   # part of the cache key of lean modules only
 SRAM_TRANSISTORS_PER_BIT = 6
 
 
@@ -118,21 +141,229 @@ def _local_cells(stat_module, module_names):
             if _clean(t) not in module_names}
 
 
+class _Pool:
+    """Runs Yosys jobs with at most ``jobs`` processes at a time (shared by all threads);
+    waiting jobs start largest first (``priority``: the module's Verilog size)."""
+
+    def __init__(self, jobs):
+        self.jobs = max(1, int(jobs))
+        self._cond = threading.Condition()
+        self._running = 0
+        self._waiting = []
+        self._ticket = itertools.count()
+
+    def run(self, script, cwd, log=None, priority=0):
+        entry = (-priority, next(self._ticket))
+        with self._cond:
+            heapq.heappush(self._waiting, entry)
+            while self._running >= self.jobs or self._waiting[0] != entry:
+                self._cond.wait()
+            heapq.heappop(self._waiting)
+            self._running += 1
+        start = time.perf_counter()
+        try:
+            return run_yosys(script, cwd=cwd, log=log)
+        finally:
+            # Yosys time of this thread's runs (not the time spent waiting for a slot).
+            _RUN_TIME.seconds = getattr(_RUN_TIME, "seconds", 0.0) + time.perf_counter() - start
+            with self._cond:
+                self._running -= 1
+                self._cond.notify_all()
+
+
+_RUN_TIME = threading.local()
+
+
+def default_jobs():
+    """Concurrent Yosys processes: ``SYNTH_JOBS`` or the number of CPUs (at most 2 here)."""
+    env = os.environ.get("SYNTH_JOBS")
+    if env:
+        return max(1, int(env))
+    return max(1, min(2, os.cpu_count() or 1))
+
+
+_POOLS = {}
+_POOLS_LOCK = threading.Lock()
+
+
+def yosys_pool(jobs=None):
+    """The process-wide Yosys job limiter for ``jobs`` concurrent runs."""
+    jobs = default_jobs() if jobs is None else max(1, int(jobs))
+    with _POOLS_LOCK:
+        if jobs not in _POOLS:
+            _POOLS[jobs] = _Pool(jobs)
+        return _POOLS[jobs]
+
+
+# Coarse and fine scripts. Standard: Yosys' ``synth`` (split at ``fine`` so memories can be
+# turned into SRAM macros in between). Lean, for modules of more than LEAN_REGISTER_BITS
+# flip-flop bits (see the module docstring): the same mapping without the
+# passes that are slow on a huge flat module (``check``, ``fsm``, ``share``, the ``opt -full``
+# iterations) and with ABC's quick script.
+def _coarse(top, lean):
+    if not lean:
+        return [f"synth -top {top} -run :fine"]
+    return ["proc", "opt_expr", "opt_clean", "opt_dff", "opt_clean", "wreduce", "peepopt",
+            "opt_clean", "alumacc", "opt_merge", "memory -nomap", "opt_clean"]
+
+
+def _fine(top, lean):
+    if not lean:
+        return [f"synth -top {top} -run fine:check"]
+    return ["memory_map", "opt_clean", "techmap", "opt_expr", "opt_clean",
+            f"abc -script {ABC_FAST_SCRIPT}", "opt_clean"]
+
+
+def _synth_module(name, text, child_texts, *, lib, work, pool, macros, fast, lean, timed,
+                  child_names):
+    """One module, its submodules as blackboxes: the per-module part of the report."""
+    work.mkdir(parents=True, exist_ok=True)
+    _RUN_TIME.seconds = 0.0
+    rtlil = _design.is_rtlil(text)
+    ext, reader = ("il", "read_rtlil") if rtlil else ("v", "read_verilog -sv")
+    (work / f"module.{ext}").write_text(text)
+    read = []
+    if child_texts:
+        (work / f"children.{ext}").write_text("".join(_design.stub(t) for t in child_texts))
+        read.append(f"{reader} -lib children.{ext}")
+    read += [f"{reader} module.{ext}", f"hierarchy -check -top {name}"]
+
+    def decide(memories):
+        srams = []
+        if lib is None:
+            srams = [dict(m, macro=None, count=0, area_um2=0.0) for m in memories
+                     if m["width"] * m["depth"] >= SRAM_MIN_BITS_GENERIC]
+        elif memories and macros:
+            ff_area = min((c.area for c in lib.cells.values() if c.sequential and
+                           c.area == c.area and c.memory is None), default=0.0)
+            for mem in memories:
+                choice = best_macro(mem["width"], mem["depth"], macros)
+                # A macro when it beats flip-flops (plus a quarter for the read multiplexer).
+                if choice and choice["area_um2"] < 1.25 * ff_area * mem["width"] * mem["depth"]:
+                    srams.append(dict(mem, **choice))
+        return srams
+
+    def back_end():
+        script = ["tee -q -o generic.stat.json stat -json"]
+        if lib is None and timed:
+            script += [f"select ={name}", "write_json -selected generic.netlist.json",
+                       "select -clear"]
+        script += ["design -save generic",
+                   "dfflegalize -cell $_DFF_P_ 01 -cell $_DFF_N_ 01",
+                   "opt_clean",
+                   "tee -q -o cmos.stat.json stat -json -tech cmos",
+                   "design -load generic"]
+        if lib is not None:
+            path = str(Path(lib.path).resolve())
+            # Lean: the 2:1 muxes (mostly the flip-flop enables dfflibmap leaves in front
+            # of each flip-flop) stay out of ABC and are costed at mux_area_um2 each.
+            script += [f"read_liberty -lib {path}",
+                       f"dfflibmap -liberty {path}",
+                       f"abc -liberty {path}" + (f" -script {ABC_FAST_SCRIPT}"
+                                                 if (fast or lean) else "")
+                       + (" t:$_MUX_ %n" if lean else ""),
+                       "opt_clean",
+                       f"tee -q -o liberty.stat.json stat -json -liberty {path}"]
+            if timed:
+                script += [f"select ={name}", "write_json -selected mapped.netlist.json",
+                           "select -clear"]
+        return script
+
+    mem_list = ["tee -q -o memories.txt select -list t:$mem_v2",
+                "tee -q -o memories.il dump t:$mem_v2"]
+    two_pass = _design.has_memory(text)
+    memories, srams = [], []
+    if not two_pass:
+        # One run; memories found here (none expected) are flip-flops unless they would be
+        # SRAM macros, in which case the two-pass run below redoes the module.
+        pool.run(read + _coarse(name, lean) + mem_list + _fine(name, lean) + back_end(),
+                 cwd=work, log=work / "yosys.log", priority=len(text))
+        memories = _parse_memories((work / "memories.txt").read_text(),
+                                   (work / "memories.il").read_text())
+        srams = decide(memories)
+        two_pass = bool(srams)
+    if two_pass:
+        pool.run(read + _coarse(name, lean) + ["write_rtlil coarse.il"] + mem_list,
+                 cwd=work, log=work / "yosys1.log", priority=len(text))
+        memories = _parse_memories((work / "memories.txt").read_text(),
+                                   (work / "memories.il").read_text())
+        srams = decide(memories)
+        script = ["read_rtlil coarse.il"]
+        script += [f"chtype -set {SRAM_CELL} {m['module']}/{m['cell']}" for m in srams]
+        pool.run(script + _fine(name, lean) + back_end(), cwd=work, log=work / "yosys.log",
+                 priority=len(text))
+
+    def module_entry(path):
+        stat = json.loads((work / path).read_text())
+        for key, m in stat["modules"].items():
+            if _clean(key) == name:
+                return m
+        return {}
+
+    generic = module_entry("generic.stat.json")
+    cmos = module_entry("cmos.stat.json")
+    result = {"module": name,
+              "lean": lean, "fast": fast,
+              "generic": {"num_cells_by_type": generic.get("num_cells_by_type", {})},
+              "transistors": int(str(cmos.get("estimated_num_transistors", 0)).rstrip("+")),
+              "memories": memories, "srams": srams, "levels": None, "delay_ns": None}
+    if lib is not None:
+        mapped = module_entry("liberty.stat.json")
+        result["liberty"] = {"num_cells_by_type": mapped.get("num_cells_by_type", {})}
+        muxes = result["liberty"]["num_cells_by_type"].get("$_MUX_", 0)
+        if lean and muxes:
+            result["estimate"] = {"cell": "$_MUX_", "count": muxes,
+                                  "area_um2_each": mux_area_um2(lib, pool)}
+        netlist = work / "mapped.netlist.json"
+    else:
+        netlist = work / "generic.netlist.json"
+    if timed and netlist.exists():
+        d = module_depths(json.loads(netlist.read_text()), lib, child_names).get(name)
+        if d is not None:
+            result.update(levels=d["levels"], delay_ns=d["delay_ns"])
+    result["yosys_seconds"] = round(_RUN_TIME.seconds, 2)     # wall time of its Yosys runs
+    return result
+
+
+_MUX_AREA = {}
+_MUX_V = "module mux2(input a, input b, input s, output y);\n  assign y = s ? b : a;\nendmodule\n"
+
+
+def mux_area_um2(lib, pool):
+    """Area of one 2:1 multiplexer as ``abc -liberty`` maps it (cached per Liberty)."""
+    path = str(Path(lib.path).resolve())
+    if path not in _MUX_AREA:
+        with tempfile.TemporaryDirectory(prefix="pimrtl-mux-") as tmp:
+            (Path(tmp) / "mux2.v").write_text(_MUX_V)
+            pool.run(["read_verilog mux2.v", "synth -top mux2", f"read_liberty -lib {path}",
+                      f"abc -liberty {path}", "opt_clean",
+                      f"tee -q -o mux.stat.json stat -json -liberty {path}"], cwd=tmp,
+                     priority=1 << 60)
+            stat = json.loads((Path(tmp) / "mux.stat.json").read_text())
+            _MUX_AREA[path] = round(float(stat["design"]["area"]), 4)
+    return _MUX_AREA[path]
+
+
 def synthesize(verilog, top, *, liberty=None, work_dir=None, keep=False, sram_macros=None,
-               fast=False):
+               fast=False, jobs=None, cache_dir=None, lean_bits=None):
     """Synthesize ``verilog`` (text) with top module ``top``; returns the report dictionary.
+
+    Each module is synthesized on its own (its submodules as blackboxes), concurrently over
+    ``jobs`` Yosys processes, and the hierarchy is counted by instance in Python.
 
     Parameters
     ----------
     verilog : str
-        Verilog text of the whole design (top module and shared cell modules).
+        Verilog or RTLIL text of the whole design (top module and shared cell modules;
+        :func:`synth.design.generate_rtlil`).
     top : str
         Top module name.
     liberty : str or Path or None
         Liberty file for the area in um^2 and the delay estimate. Checked first
         (:class:`synth.liberty.LibertyError` if missing or unreadable).
     work_dir : Path or None
-        Directory for the Yosys script, log and reports (a temporary one if None).
+        Directory for the Yosys scripts, logs and reports (a temporary one if None), one
+        subdirectory per module.
     sram_macros : list or None
         ``[(name, words, bits, area_um2, file)]`` SRAM macros for memories (with a Liberty
         only); None: the macros in the ``*.lib`` files beside ``liberty``. A memory becomes
@@ -140,17 +371,28 @@ def synthesize(verilog, top, *, liberty=None, work_dir=None, keep=False, sram_ma
         flip-flops; otherwise it is synthesized to flip-flops. Without a Liberty, memories
         of at least 4096 bits stay SRAM blocks counted at 6 transistors per bit.
     fast : bool
-        ``abc -fast -liberty`` (quicker, a few percent more area) instead of ABC's default
-        Liberty script.
+        ABC's quick script (``ABC_FAST_SCRIPT``: quicker, ~10% more area on a router)
+        instead of ABC's default Liberty script for every module (lean modules always use
+        it).
+    jobs : int or None
+        Concurrent Yosys processes (default :func:`default_jobs`).
+    cache_dir : Path or None
+        Per-module result cache, keyed by the module's Verilog, its submodules' Verilog, the
+        Liberty and the flow options.
+    lean_bits : int or None
+        Modules with more flip-flop bits than this (:func:`synth.design.register_bits`) get
+        the lean script (default ``LEAN_REGISTER_BITS``).
 
     Returns
     -------
     dict
         ``cells`` (hierarchical total, by type), ``transistors``, ``area_um2``,
         ``seq_area_um2``, ``modules`` (per module: instances, local cells, local area,
-        levels, delay), ``depth`` (the critical module), ``seconds``.
+        levels, delay, mapping), ``mapping``, ``depth`` (the critical module), ``seconds``.
     """
     lib = load_liberty(liberty) if liberty is not None else None
+    lean_bits = LEAN_REGISTER_BITS if lean_bits is None else lean_bits
+    pool = yosys_pool(jobs)
     start = time.perf_counter()
     tmp = None
     if work_dir is None:
@@ -159,143 +401,165 @@ def synthesize(verilog, top, *, liberty=None, work_dir=None, keep=False, sram_ma
     work_dir = Path(work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
     try:
-        (work_dir / "design.v").write_text(verilog)
-        # Pass 1: coarse synthesis, then list the memories still in the design.
-        run_yosys(["read_verilog -sv design.v",
-                   f"hierarchy -check -top {top}",
-                   f"synth -top {top} -run :fine",
-                   "write_rtlil coarse.il",
-                   "tee -q -o coarse.stat.json stat -json",
-                   "tee -q -o memories.txt select -list t:$mem_v2",
-                   "tee -q -o memories.il dump t:$mem_v2"], cwd=work_dir)
-        memories = _parse_memories((work_dir / "memories.txt").read_text(),
-                                   (work_dir / "memories.il").read_text())
-        srams = []
-        if lib is None:
-            # No Liberty: large memories stay SRAM blocks (6 transistors per bit).
-            srams = [dict(m, macro=None, count=0, area_um2=0.0) for m in memories
-                     if m["width"] * m["depth"] >= SRAM_MIN_BITS_GENERIC]
-        elif memories:
+        (work_dir / ("design.il" if _design.is_rtlil(verilog) else "design.v")).write_text(
+            verilog)
+        mods = _design.split_modules(verilog)
+        if top not in mods:
+            raise YosysError(f"top module {top!r} not found in the Verilog")
+        children = _design.children(mods)
+        # Only the modules reachable from the top.
+        reach, stack = set(), [top]
+        while stack:
+            m = stack.pop()
+            if m not in reach:
+                reach.add(m)
+                stack.extend(children[m])
+        macros = None
+        if lib is not None:
             macros = find_sram_macros(lib.path) if sram_macros is None else sram_macros
-            ff_area = min((c.area for c in lib.cells.values() if c.sequential and
-                           c.area == c.area and c.memory is None), default=0.0)
-            for mem in memories:
-                choice = best_macro(mem["width"], mem["depth"], macros) if macros else None
-                # A macro when it beats flip-flops (plus a quarter for the read multiplexer).
-                if choice and choice["area_um2"] < 1.25 * ff_area * mem["width"] * mem["depth"]:
-                    srams.append(dict(mem, **choice))
-        coarse = json.loads((work_dir / "coarse.stat.json").read_text())
-        # Depth analysis only for modules of moderate size (word-level cells before mapping):
-        # the critical cells (PE, router, controller); a huge flat top is left out.
-        timed = [_clean(k) for k, m in coarse["modules"].items()
-                 if m.get("num_cells", 0) <= DEPTH_MAX_COARSE_CELLS]
-        select = ("select " + " ".join(f"={name}" for name in timed)) if timed else "select -none"
-        script = ["read_rtlil coarse.il"]
-        for mem in srams:
-            script.append(f"chtype -set {SRAM_CELL} {mem['module']}/{mem['cell']}")
-        script += [
-            f"synth -top {top} -run fine:check",
-            "tee -q -o generic.stat.json stat -json",
-        ]
-        if lib is None:
-            script += [select, "write_json -selected generic.netlist.json", "select -clear"]
-        script += [
-            "design -save generic",
-            "dfflegalize -cell $_DFF_P_ 01 -cell $_DFF_N_ 01",
-            "opt_clean",
-            "tee -q -o cmos.stat.json stat -json -tech cmos",
-            "design -load generic",
-        ]
+        lib_key = ""
         if lib is not None:
-            path = str(Path(lib.path).resolve())
-            script += [
-                f"read_liberty -lib {path}",
-                f"dfflibmap -liberty {path}",
-                f"abc {'-fast ' if fast else ''}-liberty {path}",
-                "opt_clean",
-                f"tee -q -o liberty.stat.json stat -json -liberty {path}",
-                select, "write_json -selected mapped.netlist.json", "select -clear",
-            ]
-        run_yosys(script, log=work_dir / "yosys.log", cwd=work_dir)
-        generic = json.loads((work_dir / "generic.stat.json").read_text())
-        cmos = json.loads((work_dir / "cmos.stat.json").read_text())
-        names = {_clean(k) for k in generic["modules"]}
-        counts = instance_counts(generic, top)
-        modules = {}
-        for key, m in generic["modules"].items():
-            name = _clean(key)
-            local = _local_cells(m, names)
-            modules[name] = {"instances": counts.get(name, 0),
-                             "cells": sum(local.values()),
-                             "cells_by_type": dict(sorted(local.items())),
-                             "submodules": {_clean(t): n for t, n in
-                                            m.get("num_cells_by_type", {}).items()
-                                            if _clean(t) in names}}
-        design = generic["design"]
-        cells_by_type = {t: n for t, n in design.get("num_cells_by_type", {}).items()
-                         if _clean(t) not in names}
-        sram_area = {}
-        for mem in srams:
-            sram_area[mem["module"]] = sram_area.get(mem["module"], 0.0) + mem["area_um2"]
-        report = {
-            "top": top,
-            "memories": [dict(next((x for x in srams if (x["module"], x["cell"]) ==
-                                    (m["module"], m["cell"])), m),
-                              instances=counts.get(m["module"], 0),
-                              implementation=("sram" if any(
-                                  (x["module"], x["cell"]) == (m["module"], m["cell"])
-                                  for x in srams) else "flip-flops"))
-                         for m in memories],
-            "cells": {"total": sum(cells_by_type.values()),
-                      "by_type": dict(sorted(cells_by_type.items()))},
-            "transistors": int(str(cmos["design"].get("estimated_num_transistors", 0)).rstrip("+"))
-            + sum(SRAM_TRANSISTORS_PER_BIT * m["width"] * m["depth"] * counts.get(m["module"], 0)
-                  for m in srams),
-            "area_um2": None,
-            "seq_area_um2": None,
-        }
-        if lib is not None:
-            stat = json.loads((work_dir / "liberty.stat.json").read_text())
-            sram_total = sum(counts.get(m, 0) * a for m, a in sram_area.items())
-            report["area_um2"] = round(float(stat["design"]["area"]) + sram_total, 3)
-            report["seq_area_um2"] = round(float(stat["design"].get("sequential_area", 0.0)), 3)
-            report["sram_area_um2"] = round(sram_total, 3)
-            for mem in report["memories"]:
-                if mem["implementation"] == "sram":
-                    mem["liberty"] = next((f for n, *_, f in (
-                        find_sram_macros(lib.path) if sram_macros is None else sram_macros)
-                        if n == mem["macro"]), None)
-            for key, m in stat["modules"].items():
-                name = _clean(key)
-                local = _local_cells(m, names)
-                area = sum(n * (lib.area(t) or 0.0) for t, n in local.items())
-                seq = sum(n * (lib.area(t) or 0.0) for t, n in local.items()
-                          if t in lib.cells and lib.cells[t].sequential)
-                area += sram_area.get(name, 0.0)
-                modules[name].update(area_um2=round(area, 3), seq_area_um2=round(seq, 3),
-                                     sram_area_um2=round(sram_area.get(name, 0.0), 3),
-                                     std_cells=sum(local.values()))
-            netlist = json.loads((work_dir / "mapped.netlist.json").read_text())
-        else:
-            netlist = json.loads((work_dir / "generic.netlist.json").read_text())
-        depths = module_depths(netlist, lib)
-        for name, d in depths.items():
-            if name in modules:
-                modules[name].update(levels=d["levels"], delay_ns=d["delay_ns"])
-        key = (lambda m: (modules[m].get("delay_ns") or 0.0, modules[m]["levels"])) \
-            if lib is not None else (lambda m: modules[m]["levels"])
-        for name in modules:
-            modules[name].setdefault("levels", None)
-            modules[name].setdefault("delay_ns", None)
-        timed_modules = [m for m in modules if modules[m]["levels"] is not None]
-        critical = max(timed_modules, key=key, default=top)
-        report["depth"] = {"module": critical,
-                           "levels": modules[critical].get("levels"),
-                           "level_unit": "liberty cells" if lib is not None else "generic gates",
-                           "delay_ns": modules[critical].get("delay_ns")}
-        report["modules"] = modules
-        report["seconds"] = round(time.perf_counter() - start, 2)
-        return report
+            lib_key = f"{Path(lib.path).resolve()}:{os.stat(lib.path).st_mtime_ns}"
+            lib_key += json.dumps(macros)
+
+        def one(name):
+            lean = _design.register_bits(mods[name]) > lean_bits
+            h = hashlib.sha256()
+            for part in (MODULE_FLOW_VERSION, name, mods[name], lib_key, str(fast),
+                         str(lean) + (LEAN_FLOW_VERSION if lean else ""),
+                         *(mods[c] for c in children[name])):
+                h.update(part.encode())
+                h.update(b"\0")
+            digest = h.hexdigest()[:16]
+            cache_file = None if cache_dir is None else \
+                Path(cache_dir) / f"{_file_name(name)}-{digest}.json"
+            if cache_file is not None and cache_file.exists():
+                res = json.loads(cache_file.read_text())
+                res["cached"] = True
+                return res
+            # The critical-path walk only for modules of moderate size (the critical cells).
+            timed = not lean
+            res = _synth_module(name, mods[name], [mods[c] for c in children[name]],
+                                lib=lib, work=work_dir / _file_name(name), pool=pool,
+                                macros=macros, fast=fast, lean=lean, timed=timed,
+                                child_names=children[name])
+            if cache_file is not None:
+                cache_file.parent.mkdir(parents=True, exist_ok=True)
+                tmp_file = cache_file.with_suffix(f".{os.getpid()}.{threading.get_ident()}")
+                tmp_file.write_text(json.dumps(res))
+                os.replace(tmp_file, cache_file)
+            res["cached"] = False
+            return res
+
+        order = sorted(reach, key=lambda m: -len(mods[m]))     # largest first
+        with concurrent.futures.ThreadPoolExecutor(max_workers=pool.jobs) as ex:
+            results = dict(zip(order, ex.map(one, order)))
+        return _combine(results, top, lib, work_dir, start, macros if lib is not None else None)
     finally:
         if tmp is not None and not keep:
             tmp.cleanup()
+
+
+def _file_name(module):
+    return re.sub(r"[^\w.-]", "_", module)
+
+
+def _combine(results, top, lib, work_dir, start, macros):
+    names = set(results)
+    stat = {"modules": {"\\" + m: r["generic"] for m, r in results.items()}}
+    (work_dir / "generic.stat.json").write_text(json.dumps(stat))
+    counts = instance_counts(stat, top)
+    modules, cells_by_type = {}, {}
+    transistors = 0
+    srams = [s for r in results.values() for s in r["srams"]]
+    memories = [m for r in results.values() for m in r["memories"]]
+    for name, r in results.items():
+        by_type = r["generic"].get("num_cells_by_type", {})
+        local = _local_cells(r["generic"], names)
+        n = counts.get(name, 0)
+        for t, k in local.items():
+            cells_by_type[t] = cells_by_type.get(t, 0) + n * k
+        transistors += n * r["transistors"]
+        modules[name] = {"instances": n,
+                         "cells": sum(local.values()),
+                         "cells_by_type": dict(sorted(local.items())),
+                         "submodules": {_clean(t): k for t, k in by_type.items()
+                                        if _clean(t) in names},
+                         "mapping": _mapping_label(r, lib)}
+    transistors += sum(SRAM_TRANSISTORS_PER_BIT * m["width"] * m["depth"] *
+                       counts.get(m["module"], 0) for m in srams)
+    sram_area = {}
+    for mem in srams:
+        sram_area[mem["module"]] = sram_area.get(mem["module"], 0.0) + mem["area_um2"]
+
+    def is_sram(m):
+        return any((x["module"], x["cell"]) == (m["module"], m["cell"]) for x in srams)
+
+    report = {
+        "top": top,
+        "memories": [dict(next((x for x in srams if (x["module"], x["cell"]) ==
+                                (m["module"], m["cell"])), m),
+                          instances=counts.get(m["module"], 0),
+                          implementation="sram" if is_sram(m) else "flip-flops")
+                     for m in memories],
+        "cells": {"total": sum(cells_by_type.values()),
+                  "by_type": dict(sorted(cells_by_type.items()))},
+        "transistors": transistors,
+        "area_um2": None,
+        "seq_area_um2": None,
+    }
+    if lib is not None:
+        total = seq_total = 0.0
+        for name, r in results.items():
+            local = _local_cells(r["liberty"], names)
+            area = sum(k * (lib.area(t) or 0.0) for t, k in local.items())
+            est = r.get("estimate")
+            if est:
+                area += est["count"] * est["area_um2_each"]
+                modules[name]["estimate"] = est
+            seq = sum(k * (lib.area(t) or 0.0) for t, k in local.items()
+                      if t in lib.cells and lib.cells[t].sequential)
+            n = counts.get(name, 0)
+            total += n * area
+            seq_total += n * seq
+            area += sram_area.get(name, 0.0)
+            modules[name].update(area_um2=round(area, 3), seq_area_um2=round(seq, 3),
+                                 sram_area_um2=round(sram_area.get(name, 0.0), 3),
+                                 std_cells=sum(local.values()))
+        sram_total = sum(counts.get(m, 0) * a for m, a in sram_area.items())
+        report["area_um2"] = round(total + sram_total, 3)
+        report["seq_area_um2"] = round(seq_total, 3)
+        report["sram_area_um2"] = round(sram_total, 3)
+        for mem in report["memories"]:
+            if mem["implementation"] == "sram":
+                mem["liberty"] = next((f for n, *_, f in macros if n == mem["macro"]), None)
+    for name, r in results.items():
+        modules[name].update(levels=r["levels"], delay_ns=r["delay_ns"],
+                             yosys_seconds=r["yosys_seconds"], cached=r.get("cached", False))
+    key = (lambda m: (modules[m].get("delay_ns") or 0.0, modules[m]["levels"])) \
+        if lib is not None else (lambda m: modules[m]["levels"])
+    timed_modules = [m for m in modules if modules[m]["levels"] is not None]
+    critical = max(timed_modules, key=key, default=top)
+    report["depth"] = {"module": critical,
+                       "levels": modules[critical].get("levels"),
+                       "level_unit": "liberty cells" if lib is not None else "generic gates",
+                       "delay_ns": modules[critical].get("delay_ns")}
+    report["modules"] = modules
+    report["mapping"] = {m: modules[m]["mapping"] for m in sorted(modules)}
+    report["seconds"] = round(time.perf_counter() - start, 2)
+    return report
+
+
+def _mapping_label(result, lib):
+    if result.get("lean"):
+        label = "lean script (no fsm/share/opt -full), abc -script " + ABC_FAST_SCRIPT
+        if lib is not None:
+            label += f", abc -liberty -script {ABC_FAST_SCRIPT} except 2:1 muxes"
+            est = result.get("estimate")
+            if est:
+                label += (f" ({est['count']} $_MUX_, mostly flip-flop enables, costed at "
+                          f"{est['area_um2_each']} um^2 each: ABC's mapping of one 2:1 mux)")
+        return label
+    return "synth" + ((f", abc -liberty -script {ABC_FAST_SCRIPT}" if result.get("fast")
+                       else ", abc -liberty")
+                      if lib is not None else "")

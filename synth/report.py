@@ -7,6 +7,12 @@
       "tools": {"yosys": "Yosys 0.70 (git sha1 ...)", "amaranth": "0.5.x", "python": "3.x"},
       "liberty": "/path/to/lib" or null,      # null: no areas in um^2, no delays
       "wall_seconds": float,                  # the whole `python -m synth all` run
+      "cpu_seconds": float,                   # its CPU time (Python + every Yosys process)
+      "benchmark": {"command", "wall_seconds", "cpu_seconds", "jobs", "cpus",
+                    "load_average_at_start",  # the machine is shared: read wall with it
+                    "designs", "designs_cached",          # designs synthesized / from cache
+                    "modules_synthesized", "modules_cached",
+                    "slowest": [[block, parameters, seconds], ...], "target"},
       "blocks": [
         {
           "block": "systolic_array",          # registry name
@@ -27,7 +33,13 @@
                     "delay_ns": float or null},   # nominal-delay estimate (Liberty only)
           "modules": {name: {"instances": int, "cells": int, "cells_by_type": {...},
                              "area_um2": float, "seq_area_um2": float,   # one instance,
-                             "levels": int, "delay_ns": float}},        # local logic only
+                             "levels": int, "delay_ns": float,          # local logic only
+                             "mapping": str,  # script: "synth, abc -liberty" or "lean ..."
+                             "estimate": {"cell": "$_MUX_", "count": int,  # lean only: muxes
+                                          "area_um2_each": float},     # costed, not mapped
+                             "yosys_seconds": float, "cached": bool}},
+          "mapping": {module: str},           # the same, per module: which modules got the
+                                              # lean script (see synth/flow.py)
           "seconds": float                    # wall time of this block's synthesis
         }, ...
       ],
@@ -105,11 +117,19 @@ def write_markdown(report, path):
     lines = ["# Area report", "",
              f"Yosys: {report['tools']['yosys']}; Amaranth {report['tools']['amaranth']}.  ",
              f"Liberty: {report['liberty'] or 'none (no um^2 areas, depth in generic gates)'}.  ",
-             f"Wall time: {report['wall_seconds']:.1f} s.", "",
+             f"Wall time: {report['wall_seconds']:.1f} s"
+             + (f", CPU time {report['cpu_seconds']:.1f} s" if "cpu_seconds" in report else "")
+             + (f" ({report['benchmark']['jobs']} Yosys jobs, load average "
+                f"{report['benchmark']['load_average_at_start']} at start, "
+                f"{report['benchmark']['designs_cached']} of {report['benchmark']['designs']} "
+                f"designs from the cache)" if "benchmark" in report else "") + ".", "",
              "Hierarchy kept: each shared cell module is synthesized once and counted by "
              "instance. Transistors: `stat -tech cmos` after `dfflegalize`. Delay: nominal "
              "Liberty arc delays (0.1 ns slew, 10 fF load) along the longest path of the "
-             "critical module, clock-to-Q included, no wires.", "",
+             "critical module, clock-to-Q included, no wires. Modules marked *lean* (more "
+             "flip-flop bits than `synth.flow.LEAN_REGISTER_BITS`) were mapped without "
+             "`fsm`/`share`/`opt -full` and with ABC's quick script (`strash; dretime; map`), "
+             "also for the Liberty; they are not timed.", "",
              "## Blocks at their default parameters", ""]
     lines += block_table(report["blocks"])
     lines.append("")
@@ -129,7 +149,8 @@ def write_markdown(report, path):
     for r in report["blocks"]:
         lines.append(f"**{r['block']}**: " + "; ".join(
             f"{m} x{v['instances']}: {_fmt(v.get('area_um2', None))} um^2, "
-            f"{v.get('levels', '-')} levels" for m, v in r["modules"].items()))
+            + ("lean, not timed" if v.get("mapping", "").startswith("lean")
+               else f"{v.get('levels', '-')} levels") for m, v in r["modules"].items()))
         lines.append("")
     if report.get("comparisons"):
         lines += ["## Comparisons", ""]

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from synth import compare
+from synth import compare, design
 from synth.__main__ import Runner, load_blocks, main
 from synth.flow import best_macro, instance_counts, synthesize
 from synth.liberty import LibertyError, load_liberty
@@ -202,3 +202,48 @@ def test_all_and_summary(tmp_path, capsys):
     main(["summary", "--out-dir", str(out)])
     assert "systolic_pe" in capsys.readouterr().out
 
+
+
+def test_split_children_and_stub():
+    mods = design.split_modules(HIER_V)
+    assert list(mods) == ["leaf", "top"]
+    assert design.children(mods) == {"leaf": [], "top": ["leaf"]}
+    stub = design.stub(mods["leaf"])
+    assert stub.startswith("module leaf(") and "always" not in stub
+    assert design.register_bits(mods["leaf"]) == 5
+
+
+def test_rtlil_design_matches_verilog(tmp_path):
+    """The RTLIL the flow reads has the modules of ``hdl.verilog.generate`` and synthesizes
+    to the same netlist."""
+    from hdl.verilog import generate
+    block = BLOCKS["systolic_array"]
+    params = small_params("systolic_array", BLOCKS)
+    rtlil = design.generate_rtlil(block.build(**params), block.module_name)
+    verilog = generate(block.build(**params), block.module_name)
+    assert design.is_rtlil(rtlil) and not design.is_rtlil(verilog)
+    il_mods, v_mods = design.split_modules(rtlil), design.split_modules(verilog)
+    assert set(il_mods) == set(v_mods)
+    assert design.children(il_mods) == design.children(v_mods)
+    a = synthesize(rtlil, block.module_name, liberty=LIBERTY, work_dir=tmp_path / "il")
+    b = synthesize(verilog, block.module_name, liberty=LIBERTY, work_dir=tmp_path / "v")
+    assert a["modules"].keys() == b["modules"].keys()
+    assert a["cells"]["by_type"].get("$_DFF_P_") == b["cells"]["by_type"].get("$_DFF_P_")
+    assert a["area_um2"] == pytest.approx(b["area_um2"], rel=0.05)
+
+
+def test_lean_mapping_is_labelled_and_cached(tmp_path):
+    full = synthesize(HIER_V, "top", liberty=LIBERTY, work_dir=tmp_path / "full")
+    lean = synthesize(HIER_V, "top", liberty=LIBERTY, work_dir=tmp_path / "lean",
+                      lean_bits=-1, cache_dir=tmp_path / "cache")
+    assert all(m.startswith("synth") for m in full["mapping"].values())
+    assert all(m.startswith("lean") for m in lean["mapping"].values())
+    # Same flip-flops; the quick ABC script maps the adders a little worse, not differently.
+    assert lean["cells"]["by_type"]["$_DFF_P_"] == 16
+    assert lean["seq_area_um2"] == pytest.approx(full["seq_area_um2"])
+    assert full["area_um2"] <= lean["area_um2"] < 1.5 * full["area_um2"]
+    assert lean["modules"]["top"]["levels"] is None      # lean modules are not timed
+    again = synthesize(HIER_V, "top", liberty=LIBERTY, work_dir=tmp_path / "again",
+                       lean_bits=-1, cache_dir=tmp_path / "cache")
+    assert all(m["cached"] for m in again["modules"].values())
+    assert again["area_um2"] == lean["area_um2"]
