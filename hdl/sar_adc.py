@@ -4,6 +4,8 @@ from amaranth import Const, Module, Mux, Signal, unsigned
 from amaranth.lib import data, enum, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from golden.sar_adc import check_resolutions
+
 from .registry import block
 
 __all__ = ["SarAdcController", "command_layout", "result_layout"]
@@ -54,12 +56,8 @@ def _check_params(max_bits, columns, settle_cycles, resolutions):
                        for r in resolutions)):
         raise TypeError(f"resolutions must be a tuple of integers from 1 to 16, "
                         f"not {resolutions!r}")
-    if len(set(resolutions)) != len(resolutions):
-        raise ValueError(f"resolutions must not repeat a value, not {tuple(resolutions)!r}")
-    if any(r > max_bits for r in resolutions):
-        raise ValueError(f"resolutions must be at most max_bits ({max_bits}), "
-                         f"not {tuple(resolutions)!r}")
-    return tuple(sorted(resolutions)) if resolutions else tuple(range(1, max_bits + 1))
+    # Repeats, the max_bits bound and the default: the golden model's own rule.
+    return check_resolutions(max_bits, resolutions)
 
 
 @block("sar_adc_controller",

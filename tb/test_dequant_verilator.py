@@ -41,6 +41,17 @@ async def _start(dut):
     await reset_dut(dut)
 
 
+async def _write_scales_then_send(dut, cfg, scales, drv, in_layout, beats):
+    """Write every crossbar's scale, wait until the writes are taken, then queue the beats."""
+    for xb, scale in enumerate(scales):
+        cfg.send({"xbar": xb, "scale": scale})
+    while cfg.pending:
+        await RisingEdge(dut.clk)
+    await ClockCycles(dut.clk, 2)
+    for b in beats:
+        drv.send(fit(in_layout, b))
+
+
 async def _drain(monitor, n, dut, limit=20000):
     for _ in range(limit):
         if len(monitor.received) >= n:
@@ -74,13 +85,7 @@ async def group_end_to_end(dut):
             rng, rows=p["rows"], n_out=p["n_out"], xbars=p["xbars"], units=p["units"],
             cell_bits=p["cell_bits"], batch=2, flip=p["flip"], out_bits=p["out_bits"],
             rounding=p["rounding"], scale_range=1 << (13 if read == 0 else 15))
-        for xb, s in enumerate(scales):          # rewrite the scales between reads
-            cfg.send({"xbar": xb, "scale": s})
-        while cfg.pending:
-            await RisingEdge(dut.clk)
-        await ClockCycles(dut.clk, 2)
-        for b in beats:
-            drv.send(fit(in_l, b))
+        await _write_scales_then_send(dut, cfg, scales, drv, in_l, beats)   # rewritten per read
         expected += [{"value": int(v), "saturated": int(s)} for v, s in zip(ev, es)]
         any_sat |= bool(es.any())
         await _drain(mon, len(expected), dut)
@@ -121,13 +126,7 @@ async def group_reset_mid_stream(dut):
     cfg = StreamDriver(dut, "cfg", cfg_l, seed=6)
     drv = StreamDriver(dut, "i", in_l, idle=0.2, seed=7)
     mon = StreamMonitor(dut, "o", out_l, backpressure=0.3, seed=8)
-    for xb, s in enumerate(scales):             # reset cleared the scale registers
-        cfg.send({"xbar": xb, "scale": s})
-    while cfg.pending:
-        await RisingEdge(dut.clk)
-    await ClockCycles(dut.clk, 2)
-    for b in beats:
-        drv.send(fit(in_l, b))
+    await _write_scales_then_send(dut, cfg, scales, drv, in_l, beats)   # reset cleared them
     await _drain(mon, len(ev), dut)
     assert [g["value"] for g in mon.received] == [int(v) for v in ev]
 
