@@ -21,14 +21,17 @@ Latency contract (``P`` = port width, ``L`` = drain length; ``drain="cols"``: ``
 - time counts *advance cycles*: cycles in which the array is not stalled by the output
   (a stall happens only when an output vector is valid and the consumer is not ready);
 - the last input vector of a fold accepted at advance cycle ``T`` makes output vector ``m``
-  (``m = 0 .. L-1``) valid at advance cycle ``T + rows + cols + m``;
+  (``m = 0 .. L-1``) valid at advance cycle ``T + P + 1 + m`` (the last one at
+  ``T + rows + cols``: the last PE's last MAC is at ``T + rows + cols - 2``, its
+  accumulator holds the result one cycle later and the output register one more);
 - the last vector of the next fold is accepted no earlier than ``T + L`` (the drain of one
   fold overlaps the whole next fold, so there is no bubble when ``K >= L``); all other input
   vectors are accepted whenever the array is not stalled.
 
 Back-to-back folds ``K_0, K_1, ...`` with no idle cycles and an always-ready consumer thus
-take ``K_0 + sum(max(K_f, L) for f >= 1) + rows + cols + L - 1`` cycles from the first input
-to the last output, both included.
+take ``K_0 + sum(max(K_f, L) for f >= 1) + P + L`` cycles from the first input to the last
+output, both included: ``rows + cols`` more than the folds' inputs, the array's fill plus
+the output register.
 """
 
 import math
@@ -269,7 +272,7 @@ class TimingModel:
             self.macs += self.width * self.length
             if in_last:
                 self.last_accept = self.advance
-                first = self.advance + self.rows + self.cols
+                first = self.advance + self.width + 1
                 self.schedule.extend(range(first, first + self.length))
                 self.open = False
             else:
@@ -297,7 +300,8 @@ def cycle_model(ks, rows, cols, drain="auto"):
         k = check_int("K", k, 1)
         t = k - 1 if f == 0 else t + max(k, length)
         last.append(t)
-    outs = [t + rows + cols + m for t in last for m in range(length)]
+    width = port_width(rows, cols, drain)
+    outs = [t + width + 1 + m for t in last for m in range(length)]
     return {"last_accept": last, "out_cycles": outs, "cycles": outs[-1] + 1 if outs else 0}
 
 

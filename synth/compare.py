@@ -239,6 +239,11 @@ def compare_systolic(run, blocks):
         per_pe = None if rep["area_um2"] is None else round(rep["area_um2"] / (r * c), 2)
         res["rows"].append(_row(f"{r}x{c}", params, rep, pes=r * c, area_per_pe_um2=per_pe,
                                 transistors_per_pe=round(rep["transistors"] / (r * c))))
+    res["notes"].append("drain='auto' drains along the shorter side, so 32x128 builds the same "
+                        "128-wide x 32-deep core as 128x32 with A and B swapped at the input: "
+                        "equal areas are expected, not a coincidence. The per-row de-skew "
+                        "registers grow with the square of the output vector width (128*127/2 "
+                        "words at 128x32, 64*63/2 at 64x64), hence 64x64's smaller area")
     return res
 
 

@@ -5,18 +5,18 @@ its own (its submodules read as blackboxes with ``read_verilog -lib``), up to ``
 processes at a time, and cached by its text. The hierarchy is then counted by instance in
 Python. Per module:
 
-1. ``synth`` (generic gates; each shared cell module is synthesized once and counted by
-   instance) and ``stat -json`` for the generic cell counts;
+1. ``synth -noabc`` (each shared cell module is synthesized once and counted by instance);
 2. ``dfflegalize`` to plain ``$_DFF_P_``/``$_DFF_N_`` (enables, resets and initial values
-   become gates, so every flip-flop is counted) and ``stat -tech cmos`` for the transistor
-   estimate;
-3. with a Liberty: ``dfflibmap -liberty``, ``abc -liberty`` and ``stat -liberty`` for the area
+   become gates, so every flip-flop is counted), then ABC to generic gates: ``stat -json``
+   for the generic cell counts and ``stat -tech cmos`` for the transistor estimate;
+3. with a Liberty, from the netlist of step 1: ``dfflibmap -liberty``, ``abc -liberty`` and
+   ``stat -liberty`` for the area
    (total and sequential) in um^2, and ``write_json`` of the mapped netlist for the
    critical-path estimate (:mod:`synth.depth`); without one, the depth is counted in generic
    gate levels.
 
-Modules with more than ``LEAN_REGISTER_BITS`` flip-flop bits (the flat top of the systolic
-array with its de-skew shift registers, pim_tile's top and accumulator) get a *lean* script
+Modules with more than ``LEAN_REGISTER_BITS`` flip-flop bits (pim_tile's top and its
+accumulator at the defaults) get a *lean* script
 instead of ``synth``: the same coarse and fine mapping without ``fsm``, ``share``, ``check``
 and the ``opt -full`` iterations, whose run time grows faster than linearly on a flat module
 of hundreds of thousands of cells, and ABC's quick script ``strash; dretime; map`` (also for
@@ -83,7 +83,7 @@ SRAM_MIN_BITS_GENERIC = 4096
 LEAN_REGISTER_BITS = 5_000
 # ABC's quick mapping (what older Yosys ran for ``abc -fast``): no fraiging, no choices.
 ABC_FAST_SCRIPT = "+strash;dretime;map"
-MODULE_FLOW_VERSION = "m1"
+MODULE_FLOW_VERSION = "m2"
 LEAN_FLOW_VERSION = "l2"   # part of the cache key of lean modules only
 SRAM_TRANSISTORS_PER_BIT = 6
 
@@ -209,7 +209,8 @@ def _coarse(top, lean):
 
 def _fine(top, lean):
     if not lean:
-        return [f"synth -top {top} -run fine:check"]
+        # ABC runs in back_end(), after the flip-flops are legalized (see there).
+        return [f"synth -top {top} -run fine:check -noabc"]
     return ["memory_map", "opt_clean", "techmap", "opt_expr", "opt_clean",
             f"abc -script {ABC_FAST_SCRIPT}", "opt_clean"]
 
@@ -244,15 +245,31 @@ def _synth_module(name, text, child_texts, *, lib, work, pool, macros, fast, lea
         return srams
 
     def back_end():
-        script = ["tee -q -o generic.stat.json stat -json"]
-        if lib is None and timed:
-            script += [f"select ={name}", "write_json -selected generic.netlist.json",
-                       "select -clear"]
-        script += ["design -save generic",
-                   "dfflegalize -cell $_DFF_P_ 01 -cell $_DFF_N_ 01",
-                   "opt_clean",
-                   "tee -q -o cmos.stat.json stat -json -tech cmos",
-                   "design -load generic"]
+        if lean:
+            script = ["tee -q -o generic.stat.json stat -json"]
+            if lib is None and timed:
+                script += [f"select ={name}", "write_json -selected generic.netlist.json",
+                           "select -clear"]
+            script += ["design -save generic",
+                       "dfflegalize -cell $_DFF_P_ 01 -cell $_DFF_N_ 01",
+                       "opt_clean",
+                       "tee -q -o cmos.stat.json stat -json -tech cmos",
+                       "design -load generic"]
+        else:
+            # Generic gates: flip-flops legalized to plain $_DFF_P_/$_DFF_N_ (enables and
+            # resets become gates) *before* ABC, so ABC optimizes them with the logic in one
+            # run. Yosys' abc otherwise maps every enable/reset domain separately: 193 ABC
+            # runs on the 5-port router (25 s) instead of one (15 s). The Liberty mapping
+            # starts from the netlist before this ABC run, so its area is as before.
+            script = ["design -save pre_abc",
+                      "dfflegalize -cell $_DFF_P_ 01 -cell $_DFF_N_ 01",
+                      "abc", "opt -fast",
+                      "tee -q -o generic.stat.json stat -json",
+                      "tee -q -o cmos.stat.json stat -json -tech cmos"]
+            if lib is None and timed:
+                script += [f"select ={name}", "write_json -selected generic.netlist.json",
+                           "select -clear"]
+            script += ["design -load pre_abc"]
         if lib is not None:
             path = str(Path(lib.path).resolve())
             # Lean: the 2:1 muxes (mostly the flip-flop enables dfflibmap leaves in front

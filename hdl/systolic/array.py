@@ -1,6 +1,6 @@
 """Output-stationary systolic array (Atleus' 128x32 cores) with double-buffered accumulators."""
 
-from amaranth import Cat, Const, Module, Mux, Signal, Value, signed
+from amaranth import Const, Module, Mux, Signal, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -9,6 +9,7 @@ from golden.systolic import check_config
 from ..cells import shared_cell
 from ..registry import block
 from .row import SystolicRow
+from .skew import delayed as _delayed
 
 __all__ = ["SystolicArray"]
 
@@ -27,10 +28,10 @@ class SystolicArray(wiring.Component):
     A fold computes the tile ``C = A @ B`` (``A`` is ``rows x K``, ``B`` is ``K x cols``).
     Input vector ``k`` of a fold carries column ``k`` of ``A`` and row ``k`` of ``B``,
     un-skewed; the vector with ``last`` set ends the fold (K >= 1). The array skews the
-    operands, multiplies-and-accumulates in every PE (``acc_width`` bits, wrapping), moves
-    the fold's results into a second register per PE when the fold's last operands pass,
-    and drains them while the next fold computes, de-skewed into one output vector per
-    cycle: with ``drain="cols"`` (default when ``cols <= rows``) vector ``m`` is column
+    operands, multiplies-and-accumulates in every PE (``acc_width`` bits, wrapping), and
+    reads each PE's result in the cycle it completes, over one result bus per row; the
+    de-skew registers behind the buses are the second accumulator buffer (the next fold
+    accumulates while they drain), one output vector per cycle: with ``drain="cols"`` (default when ``cols <= rows``) vector ``m`` is column
     ``m`` of ``C`` (``rows`` elements, ``cols`` vectors per fold); with ``"rows"`` it is row
     ``m`` (``cols`` elements, ``rows`` vectors per fold). ``P`` is the vector width and
     ``L`` the number of vectors per fold (the drain length).
@@ -39,11 +40,12 @@ class SystolicArray(wiring.Component):
     stalled; it stalls, entirely, only while ``o.valid`` is high and ``o.ready`` low):
 
     - one input vector per cycle; the fold whose last vector is accepted at cycle ``T``
-      outputs vector ``m`` at cycle ``T + rows + cols + m`` (``m = 0 .. L-1``);
+      outputs vector ``m`` at cycle ``T + P + 1 + m`` (``m = 0 .. L-1``): the last one
+      ``T + rows + cols``, one cycle after the last PE's last MAC (the output register);
     - the last vector of the next fold is held (``i.ready`` low while it is offered) until
       cycle ``T + L``; so with ``K >= L`` folds follow one another with no bubble, and
       back-to-back folds ``K_0, K_1, ...`` take
-      ``K_0 + sum(max(K_f, L), f >= 1) + rows + cols + L - 1`` cycles, first input to last
+      ``K_0 + sum(max(K_f, L), f >= 1) + P + L`` cycles, first input to last
       output (:func:`golden.systolic.cycle_model`, cycle-exact, also under idle inputs and
       backpressure: :class:`golden.systolic.TimingModel`);
     - ``i.ready`` depends combinationally on ``o.ready`` and ``i.payload.last`` (never on
@@ -51,7 +53,8 @@ class SystolicArray(wiring.Component):
 
     Results are exact modulo ``2**acc_width``; the optional output stage rounds (half up)
     by ``out_shift`` bits and saturates to ``out_width`` bits (Gemmini's output scaling).
-    Each PE is one shared Verilog module (:func:`hdl.cells.shared_cell`).
+    Each PE, each row and each skew delay line is one shared Verilog module
+    (:func:`hdl.cells.shared_cell`).
 
     Parameters
     ----------
@@ -146,13 +149,12 @@ class SystolicArray(wiring.Component):
             with m.If(accept):
                 m.d.sync += fresh.eq(self.i.payload.last)
 
-        # Input skew: core row p delayed by p; B element j enters physical column L-1-j
-        # (so the right edge drains column 0 first), delayed by L-1-j.
+        # Input skew: core row p delayed by p, B element q (physical column q) by q.
         def delayed(name, value, depth):
-            return _delay(m, name, Value.cast(value), depth, en)
+            return _delayed(m, name, value, depth, en)
 
         a_in = [delayed(f"skew_a{p}", core_a[p], p) for p in range(P)]
-        b_in = [delayed(f"skew_b{q}", core_b[L - 1 - q], q) for q in range(L)]
+        b_in = [delayed(f"skew_b{q}", core_b[q], q) for q in range(L)]
 
         rows = [SystolicRow(L, in_width=w, acc_width=aw) for _ in range(P)]
         for p, row in enumerate(rows):
@@ -167,10 +169,10 @@ class SystolicArray(wiring.Component):
                              row.last.eq(up.last_down), row.b.eq(up.b_out)]
             m.d.comb += [row.a.eq(a_in[p]), row.en.eq(en)]
 
-        # Read the right edge: row p holds its fold's results from the cycle the fold's
-        # last flag leaves the row, for L cycles; de-skew row p by P-1-p cycles.
+        # Row p's bus carries its fold results, column 0 first, p cycles after row 0's
+        # (one cycle after the fold's last operands pass each PE); de-skew row p by P-1-p.
         read_valid = rows[P - 1].read
-        vector = [delayed(f"deskew{p}", rows[p].result, P - 1 - p) for p in range(P)]
+        vector = [delayed(f"deskew{p}", rows[p].result.as_signed(), P - 1 - p) for p in range(P)]
 
         count = Signal(range(L))
         out_w = self._out_width or aw
@@ -206,17 +208,3 @@ class SystolicArray(wiring.Component):
             v = Mux(v > hi, hi, Mux(v < lo, lo, v))
         return v
 
-
-def _delay(m, name, value, depth, en):
-    """``value`` delayed by ``depth`` enabled cycles (``en``): a shift register.
-
-    One wide signal per line (not one signal per stage) keeps elaboration fast; in
-    hardware it is ``depth`` plain registers, no muxes.
-    """
-    if depth == 0:
-        return value
-    width = value.shape().width
-    line = Signal(width * depth, name=name, reset_less=True)
-    with m.If(en):
-        m.d.sync += line.eq(Cat(line[width:], value) if depth > 1 else value)
-    return line[:width].as_signed() if value.shape().signed else line[:width]

@@ -12,7 +12,7 @@ __all__ = ["SystolicPe"]
 @block("systolic_pe", in_width="operand width in bits (2..16)",
        acc_width="accumulator width in bits (>= 2*in_width)")
 class SystolicPe(wiring.Component):
-    """Output-stationary multiply-accumulate cell with a double-buffered result register.
+    """Output-stationary multiply-accumulate cell that presents each fold's result for one cycle.
 
     In every cycle with ``en`` set (``en`` is the array's global stall: nothing changes while
     it is low):
@@ -21,13 +21,13 @@ class SystolicPe(wiring.Component):
       on ``a_out``, ``b_out``, ``valid_out``, ``first_out``, ``last_out`` (registers), so
       operands advance one PE per cycle;
     - with ``valid`` set the accumulator ``acc`` takes ``a * b`` (``first`` set: a new fold
-      starts) or ``acc + a * b``;
-    - with ``valid`` and ``last`` set the fold's result (the value ``acc`` takes) is also
-      written to the result register ``d_out`` (the second accumulator buffer), so the next
-      fold can accumulate while this one drains;
-    - otherwise, with ``start`` or ``shift_in`` set, ``d_out`` loads ``d_in`` (the left
-      neighbour's ``d_out``: the drain chain) and ``shift_out`` is the registered
-      ``start | shift_in`` (the drain window, one cycle shorter in every next PE).
+      starts) or ``acc + a * b``.
+
+    ``last_out`` is high in the one (advance) cycle after a fold's last operands, when ``acc``
+    holds the fold's result; ``result`` is ``acc`` in that cycle and 0 otherwise, so the
+    results of a row of PEs, which finish one per cycle, can be OR-ed onto one bus
+    (:class:`SystolicRow`). The next fold accumulates from the following cycle on: reading
+    the result in the cycle it completes replaces a second (drain) register per PE.
 
     The accumulator wraps modulo ``2**acc_width`` (the caller picks a wide enough one).
 
@@ -44,20 +44,16 @@ class SystolicPe(wiring.Component):
         Operands from the left and from the top.
     valid, first, last : In(1)
         The operands are valid; they are the first / the last pair of a fold.
-    start, shift_in : In(1)
-        Drain control: the row's drain starts (broadcast); the left neighbour is shifting.
-    d_in : In(signed(acc_width))
-        Result register of the left neighbour.
     en : In(1, init=1)
         Clock enable (global stall when low).
     a_out, b_out : Out(signed(in_width))
         Operands to the right and to the bottom neighbour.
-    valid_out, first_out, last_out, shift_out : Out(1)
-        Flags forwarded with the operands; the drain window for the right neighbour.
+    valid_out, first_out, last_out : Out(1)
+        Flags forwarded with the operands (``last_out``: ``valid & last`` registered).
     acc : Out(signed(acc_width))
         The accumulator.
-    d_out : Out(signed(acc_width))
-        The result register (drain chain).
+    result : Out(signed(acc_width))
+        ``acc`` while ``last_out`` is high, else 0.
     """
 
     def __init__(self, in_width=8, *, acc_width=32):
@@ -71,11 +67,10 @@ class SystolicPe(wiring.Component):
         super().__init__({
             "a": In(signed(in_width)), "b": In(signed(in_width)),
             "valid": In(1), "first": In(1), "last": In(1),
-            "start": In(1), "shift_in": In(1), "d_in": In(signed(acc_width)),
             "en": In(1, init=1),
             "a_out": Out(signed(in_width)), "b_out": Out(signed(in_width)),
-            "valid_out": Out(1), "first_out": Out(1), "last_out": Out(1), "shift_out": Out(1),
-            "acc": Out(signed(acc_width)), "d_out": Out(signed(acc_width)),
+            "valid_out": Out(1), "first_out": Out(1), "last_out": Out(1),
+            "acc": Out(signed(acc_width)), "result": Out(signed(acc_width)),
         })
 
     @property
@@ -93,26 +88,20 @@ class SystolicPe(wiring.Component):
         a_r = Signal(signed(self._in_width), reset_less=True)
         b_r = Signal(signed(self._in_width), reset_less=True)
         acc = Signal(signed(self._acc_width), reset_less=True)
-        d = Signal(signed(self._acc_width), reset_less=True)
-        m.d.comb += [self.a_out.eq(a_r), self.b_out.eq(b_r), self.acc.eq(acc), self.d_out.eq(d)]
+        m.d.comb += [self.a_out.eq(a_r), self.b_out.eq(b_r), self.acc.eq(acc),
+                     self.result.eq(Mux(self.last_out, acc, 0))]
         product = Signal(signed(2 * self._in_width))
         total = Signal(signed(self._acc_width))
-        shift = Signal()
         m.d.comb += [
             product.eq(self.a * self.b),
             total.eq(Mux(self.first, 0, acc) + product),
-            shift.eq(self.start | self.shift_in),
         ]
         with m.If(self.en):
             m.d.sync += [
                 a_r.eq(self.a), b_r.eq(self.b),
                 self.valid_out.eq(self.valid), self.first_out.eq(self.first),
-                self.last_out.eq(self.valid & self.last), self.shift_out.eq(shift),
+                self.last_out.eq(self.valid & self.last),
             ]
             with m.If(self.valid):
                 m.d.sync += acc.eq(total)
-            with m.If(self.valid & self.last):
-                m.d.sync += d.eq(total)
-            with m.Elif(shift):
-                m.d.sync += d.eq(self.d_in)
         return m

@@ -11,11 +11,16 @@ __all__ = ["SystolicRow"]
 
 
 class SystolicRow(wiring.Component):
-    """``length`` PEs in a row: operands and flags flow right, the drain chain too.
+    """``length`` PEs in a row: operands and flags flow right; results leave on one OR bus.
 
     Internal cell of :class:`hdl.systolic.SystolicArray` (the array instantiates one shared
     module per row, which instantiates one shared PE module per PE: the Verilog then stays
     small however large the array). See :class:`SystolicPe` for the per-PE contract.
+
+    A fold's last operands reach PE ``q`` one cycle after PE ``q-1``, so the PEs present
+    their results one per cycle, PE 0 first: ``result`` is the OR of the PEs' ``result``
+    outputs (each 0 outside its one cycle), and ``read`` the OR of their ``last_out``. No PE
+    result is ever held or shifted: the array de-skews the rows' buses.
 
     Parameters
     ----------
@@ -39,9 +44,9 @@ class SystolicRow(wiring.Component):
     valid_down, first_down, last_down : Out(1)
         The leftmost PE's forwarded flags (the flags of the row below, one cycle later).
     result : Out(signed(acc_width))
-        The rightmost PE's result register (the row's drain output).
+        The row's result bus: PE ``q``'s fold result ``q`` cycles after PE 0's.
     read : Out(1)
-        ``result`` holds a result to read this cycle (the row's drain window).
+        ``result`` carries a result this cycle.
     """
 
     def __init__(self, length, *, in_width=8, acc_width=32):
@@ -62,20 +67,26 @@ class SystolicRow(wiring.Component):
             m.submodules[f"pe{q}"] = shared_cell(pe, key=(w, aw))
             if q == 0:
                 m.d.comb += [pe.a.eq(self.a), pe.valid.eq(self.valid), pe.first.eq(self.first),
-                             pe.last.eq(self.last), pe.shift_in.eq(0), pe.d_in.eq(0),
-                             pe.start.eq(0)]
+                             pe.last.eq(self.last)]
             else:
                 left = pes[q - 1]
                 m.d.comb += [pe.a.eq(left.a_out), pe.valid.eq(left.valid_out),
-                             pe.first.eq(left.first_out), pe.last.eq(left.last_out),
-                             pe.shift_in.eq(left.shift_out), pe.d_in.eq(left.d_out),
-                             # The drain starts when the fold's last flag leaves the row.
-                             pe.start.eq(pes[-1].last_out)]
+                             pe.first.eq(left.first_out), pe.last.eq(left.last_out)]
             m.d.comb += [pe.b.eq(self.b[q]), self.b_out[q].eq(pe.b_out), pe.en.eq(self.en)]
         m.d.comb += [
             self.valid_down.eq(pes[0].valid_out), self.first_down.eq(pes[0].first_out),
             self.last_down.eq(pes[0].last_out),
-            self.result.eq(pes[-1].d_out),
-            self.read.eq(pes[-1].last_out | pes[-1].shift_out),
+            # At most one PE presents a result per cycle (the array spaces fold ends by at
+            # least `length` cycles), so an OR tree is the whole read-out multiplexer.
+            self.result.eq(_or_tree([pe.result.as_unsigned() for pe in pes])),
+            self.read.eq(_or_tree([pe.last_out for pe in pes])),
         ]
         return m
+
+
+def _or_tree(values):
+    """Balanced OR of ``values`` (log2 depth)."""
+    while len(values) > 1:
+        values = [values[i] | values[i + 1] if i + 1 < len(values) else values[i]
+                  for i in range(0, len(values), 2)]
+    return values[0]
