@@ -5,8 +5,9 @@ import random
 import re
 
 import cocotb
+import numpy as np
 import pytest
-from amaranth import Module, signed
+from amaranth import Module, signed, unsigned
 from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.sim import Simulator
@@ -86,6 +87,28 @@ def test_pack_roundtrip():
     assert pack(FLIT, {"dest": 0, "data": [1, 0, 0], "last": 1}) == (1 << 4) | (1 << 25)
     with pytest.raises(ValueError, match="does not fit"):
         pack(FLIT, {"dest": 16, "data": [0, 0, 0], "last": 0})
+
+
+@pytest.mark.parametrize("width", [3, 8, 16, 32, 64])
+@pytest.mark.parametrize("is_signed", [True, False])
+def test_pack_arrays_bit_by_bit(width, is_signed):
+    """Arrays (NumPy fast path for 8/16/32-bit elements, plain loop otherwise) pack exactly
+    as the bit-by-bit definition, from lists and NumPy arrays, extremes included."""
+    elem = signed(width) if is_signed else unsigned(width)
+    layout = data.StructLayout({"a": data.ArrayLayout(elem, 7), "last": 1})
+    lo, hi = (-(1 << (width - 1)), (1 << (width - 1)) - 1) if is_signed else (0, (1 << width) - 1)
+    rng = random.Random(width)
+    for _ in range(50):
+        a = [rng.choice([lo, hi, 0, rng.randint(lo, hi)]) for _ in range(7)]
+        want = sum((x & ((1 << width) - 1)) << (i * width) for i, x in enumerate(a))
+        want |= 1 << (7 * width)
+        assert pack(layout, {"a": a, "last": 1}) == want
+        if width < 64:
+            assert pack(layout, {"a": np.array(a), "last": 1}) == want
+        assert unpack(layout, want) == {"a": a, "last": 1}
+    for bad in (lo - 1, hi + 1):
+        with pytest.raises(ValueError, match=f"Value {bad} does not fit"):
+            pack(layout, {"a": [0, bad], "last": 0})
 
 
 def test_pack_matches_amaranth_view():
