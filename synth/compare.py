@@ -215,6 +215,15 @@ def compare_dequant(run, blocks):
                     f"without them (overhead_pct); Atleus' 2.15% is of a whole ReRAM tile "
                     f"including crossbars, DACs and ADCs, a much larger denominator, so the "
                     f"digital-only share is an upper bound")
+                lean = sorted(m for m, how in rep.get("mapping", {}).items()
+                              if str(how).startswith("lean"))
+                if lean:
+                    res["notes"].append(
+                        f"{', '.join(lean)} got the lean mapping, whose area is an upper bound "
+                        f"(pim_tile at its defaults mapped once with the full flow everywhere: "
+                        f"12.38 mm^2 against 13.13 mm^2 lean; its top +5%, "
+                        f"shift_add_accumulator +11%), so the denominator is high and "
+                        f"share_pct low by up to ~6%")
                 return res
     return _unavailable(res, "no pim_tile and no shift_add_dequantizer with a dequantizer "
                              "module registered")

@@ -16,13 +16,13 @@ Python. Per module:
    gate levels.
 
 Modules with more than ``LEAN_REGISTER_BITS`` flip-flop bits (pim_tile's top and its
-accumulator at the defaults) get a *lean* script
-instead of ``synth``: the same coarse and fine mapping without ``fsm``, ``share``, ``check``
-and the ``opt -full`` iterations, whose run time grows faster than linearly on a flat module
-of hundreds of thousands of cells, and ABC's quick script ``strash; dretime; map`` (also for
-the Liberty mapping; ABC's full script took ~275 s of CPU on pim_tile's accumulator alone).
-Enable flip-flops stay ``$_DFFE_*`` cells up to ``dfflibmap``, as in ``synth``. Each module's
-``mapping`` in the report says which script it got; lean modules are not timed.
+accumulator at the defaults) get a *lean* script instead of ``synth``: the same coarse and
+fine mapping without ``fsm``, ``share``, ``check`` and the ``opt -full`` iterations, and ABC's
+quick script ``strash; dretime; map`` for the generic and the Liberty mapping (ABC's full
+script took ~100 s of CPU on pim_tile's accumulator alone, the quick one ~11 s). Lean areas
+are an upper bound: +5% on pim_tile's top and +11% on its accumulator against the full
+script. Each module's ``mapping`` in the report says which script it got; lean modules are
+not timed.
 """
 
 import concurrent.futures
@@ -83,8 +83,8 @@ SRAM_MIN_BITS_GENERIC = 4096
 LEAN_REGISTER_BITS = 5_000
 # ABC's quick mapping (what older Yosys ran for ``abc -fast``): no fraiging, no choices.
 ABC_FAST_SCRIPT = "+strash;dretime;map"
-MODULE_FLOW_VERSION = "m2"
-LEAN_FLOW_VERSION = "l2"   # part of the cache key of lean modules only
+MODULE_FLOW_VERSION = "m3"
+LEAN_FLOW_VERSION = "l3"   # part of the cache key of lean modules only
 SRAM_TRANSISTORS_PER_BIT = 6
 
 
@@ -211,8 +211,7 @@ def _fine(top, lean):
     if not lean:
         # ABC runs in back_end(), after the flip-flops are legalized (see there).
         return [f"synth -top {top} -run fine:check -noabc"]
-    return ["memory_map", "opt_clean", "techmap", "opt_expr", "opt_clean",
-            f"abc -script {ABC_FAST_SCRIPT}", "opt_clean"]
+    return ["memory_map", "opt_clean", "techmap", "opt_expr", "opt_clean"]
 
 
 def _synth_module(name, text, child_texts, *, lib, work, pool, macros, fast, lean, timed,
@@ -245,40 +244,28 @@ def _synth_module(name, text, child_texts, *, lib, work, pool, macros, fast, lea
         return srams
 
     def back_end():
-        if lean:
-            script = ["tee -q -o generic.stat.json stat -json"]
-            if lib is None and timed:
-                script += [f"select ={name}", "write_json -selected generic.netlist.json",
-                           "select -clear"]
-            script += ["design -save generic",
-                       "dfflegalize -cell $_DFF_P_ 01 -cell $_DFF_N_ 01",
-                       "opt_clean",
-                       "tee -q -o cmos.stat.json stat -json -tech cmos",
-                       "design -load generic"]
-        else:
-            # Generic gates: flip-flops legalized to plain $_DFF_P_/$_DFF_N_ (enables and
-            # resets become gates) *before* ABC, so ABC optimizes them with the logic in one
-            # run. Yosys' abc otherwise maps every enable/reset domain separately: 193 ABC
-            # runs on the 5-port router (25 s) instead of one (15 s). The Liberty mapping
-            # starts from the netlist before this ABC run, so its area is as before.
-            script = ["design -save pre_abc",
-                      "dfflegalize -cell $_DFF_P_ 01 -cell $_DFF_N_ 01",
-                      "abc", "opt -fast",
-                      "tee -q -o generic.stat.json stat -json",
-                      "tee -q -o cmos.stat.json stat -json -tech cmos"]
-            if lib is None and timed:
-                script += [f"select ={name}", "write_json -selected generic.netlist.json",
-                           "select -clear"]
-            script += ["design -load pre_abc"]
+        # Generic gates: flip-flops legalized to plain $_DFF_P_/$_DFF_N_ (enables and resets
+        # become gates) *before* ABC, so ABC optimizes them with the logic in one run. Yosys'
+        # abc otherwise maps every enable/reset domain on its own: 193 ABC runs on the 5-port
+        # router (25 s instead of 15 s), 130 on pim_tile's top. The Liberty mapping starts
+        # from the netlist before this ABC run (flip-flops still with their enables, for
+        # dfflibmap).
+        abc_script = f" -script {ABC_FAST_SCRIPT}" if lean else ""
+        script = ["design -save pre_abc",
+                  "dfflegalize -cell $_DFF_P_ 01 -cell $_DFF_N_ 01",
+                  "abc" + abc_script, "opt -fast",
+                  "tee -q -o generic.stat.json stat -json",
+                  "tee -q -o cmos.stat.json stat -json -tech cmos"]
+        if lib is None and timed:
+            script += [f"select ={name}", "write_json -selected generic.netlist.json",
+                       "select -clear"]
+        script += ["design -load pre_abc"]
         if lib is not None:
             path = str(Path(lib.path).resolve())
-            # Lean: the 2:1 muxes (mostly the flip-flop enables dfflibmap leaves in front
-            # of each flip-flop) stay out of ABC and are costed at mux_area_um2 each.
             script += [f"read_liberty -lib {path}",
                        f"dfflibmap -liberty {path}",
                        f"abc -liberty {path}" + (f" -script {ABC_FAST_SCRIPT}"
-                                                 if (fast or lean) else "")
-                       + (" t:$_MUX_ %n" if lean else ""),
+                                                 if (fast or lean) else ""),
                        "opt_clean",
                        f"tee -q -o liberty.stat.json stat -json -liberty {path}"]
             if timed:
@@ -327,10 +314,6 @@ def _synth_module(name, text, child_texts, *, lib, work, pool, macros, fast, lea
     if lib is not None:
         mapped = module_entry("liberty.stat.json")
         result["liberty"] = {"num_cells_by_type": mapped.get("num_cells_by_type", {})}
-        muxes = result["liberty"]["num_cells_by_type"].get("$_MUX_", 0)
-        if lean and muxes:
-            result["estimate"] = {"cell": "$_MUX_", "count": muxes,
-                                  "area_um2_each": mux_area_um2(lib, pool)}
         netlist = work / "mapped.netlist.json"
     else:
         netlist = work / "generic.netlist.json"
@@ -340,25 +323,6 @@ def _synth_module(name, text, child_texts, *, lib, work, pool, macros, fast, lea
             result.update(levels=d["levels"], delay_ns=d["delay_ns"])
     result["yosys_seconds"] = round(_RUN_TIME.seconds, 2)     # wall time of its Yosys runs
     return result
-
-
-_MUX_AREA = {}
-_MUX_V = "module mux2(input a, input b, input s, output y);\n  assign y = s ? b : a;\nendmodule\n"
-
-
-def mux_area_um2(lib, pool):
-    """Area of one 2:1 multiplexer as ``abc -liberty`` maps it (cached per Liberty)."""
-    path = str(Path(lib.path).resolve())
-    if path not in _MUX_AREA:
-        with tempfile.TemporaryDirectory(prefix="pimrtl-mux-") as tmp:
-            (Path(tmp) / "mux2.v").write_text(_MUX_V)
-            pool.run(["read_verilog mux2.v", "synth -top mux2", f"read_liberty -lib {path}",
-                      f"abc -liberty {path}", "opt_clean",
-                      f"tee -q -o mux.stat.json stat -json -liberty {path}"], cwd=tmp,
-                     priority=1 << 60)
-            stat = json.loads((Path(tmp) / "mux.stat.json").read_text())
-            _MUX_AREA[path] = round(float(stat["design"]["area"]), 4)
-    return _MUX_AREA[path]
 
 
 def synthesize(verilog, top, *, liberty=None, work_dir=None, keep=False, sram_macros=None,
@@ -530,10 +494,6 @@ def _combine(results, top, lib, work_dir, start, macros):
         for name, r in results.items():
             local = _local_cells(r["liberty"], names)
             area = sum(k * (lib.area(t) or 0.0) for t, k in local.items())
-            est = r.get("estimate")
-            if est:
-                area += est["count"] * est["area_um2_each"]
-                modules[name]["estimate"] = est
             seq = sum(k * (lib.area(t) or 0.0) for t, k in local.items()
                       if t in lib.cells and lib.cells[t].sequential)
             n = counts.get(name, 0)
@@ -571,11 +531,7 @@ def _mapping_label(result, lib):
     if result.get("lean"):
         label = "lean script (no fsm/share/opt -full), abc -script " + ABC_FAST_SCRIPT
         if lib is not None:
-            label += f", abc -liberty -script {ABC_FAST_SCRIPT} except 2:1 muxes"
-            est = result.get("estimate")
-            if est:
-                label += (f" ({est['count']} $_MUX_, mostly flip-flop enables, costed at "
-                          f"{est['area_um2_each']} um^2 each: ABC's mapping of one 2:1 mux)")
+            label += f", abc -liberty -script {ABC_FAST_SCRIPT}"
         return label
     return "synth" + ((f", abc -liberty -script {ABC_FAST_SCRIPT}" if result.get("fast")
                        else ", abc -liberty")

@@ -35,8 +35,6 @@
                              "area_um2": float, "seq_area_um2": float,   # one instance,
                              "levels": int, "delay_ns": float,          # local logic only
                              "mapping": str,  # script: "synth, abc -liberty" or "lean ..."
-                             "estimate": {"cell": "$_MUX_", "count": int,  # lean only: muxes
-                                          "area_um2_each": float},     # costed, not mapped
                              "yosys_seconds": float, "cached": bool}},
           "mapping": {module: str},           # the same, per module: which modules got the
                                               # lean script (see synth/flow.py)
