@@ -30,7 +30,11 @@ Routing (destination-based: the output port depends only on the router and the d
     mesh tier, along the chain on a curve tier). :func:`updown_table` gives up*/down* routing
     for any connected graph. :func:`check_deadlock_free` proves a table deadlock-free by
     showing that its channel-dependency graph is acyclic (Dally and Seitz); every virtual
-    channel may carry any packet, so the physical-channel graph is the one to check.
+    channel may carry any packet, so the physical-channel graph is the one to check. The
+    router's VC allocation (any free VC, except that a head must wait for the VC that still
+    holds a packet for its destination downstream) waits only for VCs of the next channel on
+    the route, so each VC-level dependency lies on an edge of this graph and a cycle of VCs
+    would project onto a cycle of physical channels: acyclic here means deadlock-free there.
 
 Timing contract of the router (:class:`hdl.noc.NocRouter`, :func:`zero_load_latency`)
     One cycle in the router (route, VC and switch allocation, switch traversal into the output

@@ -79,6 +79,8 @@ def test_zero_load_latency_contract():
     ({"routing": "xy"}, TypeError, r"routing must be one of dor, table, not 'xy'"),
     ({"dims": (4,)}, TypeError, r"dims must be a tuple of 2 or 3 integers"),
     ({"ports": 7}, ValueError, r"ports must be 5 for dimension-order routing"),
+    ({"slots": 0}, TypeError, r"slots must be an integer from 1 to buffer \(8\), not 0"),
+    ({"buffer": 4, "slots": 5}, TypeError, r"slots must be an integer from 1 to buffer \(4\), not 5"),
 ])
 def test_router_bad_parameters(kwargs, exc, match):
     with pytest.raises(exc, match=match):

@@ -31,7 +31,8 @@ class NocNetwork(wiring.Component):
     Timing: per packet of ``L`` flits over ``h`` hops, ``2*h + 2 + L - 1`` cycles from the
     head's injection to the tail's ejection at zero load (:func:`golden.noc.zero_load_latency`,
     ``h`` from :func:`golden.noc.hops`). Packets from one source to one destination arrive in
-    order (one deterministic route; VCs are FIFOs) and each packet's flits leave contiguously.
+    order (one deterministic route, and the router's VC rule: see :class:`NocRouter`) and
+    each packet's flits leave contiguously.
 
     Parameters
     ----------
@@ -39,7 +40,7 @@ class NocNetwork(wiring.Component):
         ``"mesh"``, ``"mesh_skip"`` or ``"atleus"``.
     dims : tuple of int
         ``(X, Y)`` or ``(X, Y, Z)``.
-    vcs, buffer, payload_width : int
+    vcs, buffer, payload_width, slots : int
         As :class:`NocRouter`.
 
     Members
@@ -53,7 +54,8 @@ class NocNetwork(wiring.Component):
         this cycle (the packet is discarded).
     """
 
-    def __init__(self, topology="atleus", *, dims=(4, 4, 4), vcs=2, buffer=8, payload_width=32):
+    def __init__(self, topology="atleus", *, dims=(4, 4, 4), vcs=2, buffer=8, payload_width=32,
+                 slots=2):
         if topology not in golden_noc.TOPOLOGIES:
             raise TypeError(f"topology must be one of {', '.join(golden_noc.TOPOLOGIES)}, "
                             f"not {topology!r}")
@@ -64,10 +66,11 @@ class NocNetwork(wiring.Component):
         self._table = golden_noc.routing_table(self._topo)
         self._topology, self._dims = topology, dims
         self._vcs, self._buffer, self._payload_width = vcs, buffer, payload_width
+        self._slots = slots
         # Validate router parameters once (raises TypeError/ValueError naming them).
         for n_ports in sorted({self._topo.n_ports(n) for n in range(self._topo.n_nodes)}):
             probe = NocRouter(n_ports, vcs=vcs, buffer=buffer, payload_width=payload_width,
-                              routing=self._topo.routing, dims=dims)
+                              routing=self._topo.routing, dims=dims, slots=slots)
             probe._MustUse__silence = True      # built only to validate the parameters
         self._flit_layout = probe.flit_layout
         flit = flit_layout(dest_bits=dest_bits_for(self._topo.n_nodes), payload_width=payload_width)
@@ -81,13 +84,14 @@ class NocNetwork(wiring.Component):
     def _make_router(self, n):
         return NocRouter(self._topo.n_ports(n), vcs=self._vcs, buffer=self._buffer,
                          payload_width=self._payload_width, routing=self._topo.routing,
-                         dims=self._dims)
+                         dims=self._dims, slots=self._slots)
 
     topology = property(lambda self: self._topology)
     dims = property(lambda self: self._dims)
     vcs = property(lambda self: self._vcs)
     buffer = property(lambda self: self._buffer)
     payload_width = property(lambda self: self._payload_width)
+    slots = property(lambda self: self._slots)
 
     @property
     def graph(self):

@@ -12,13 +12,16 @@ On a router-to-router link the flit travels with its virtual channel (:func:`lin
 ``vc`` then ``flit``), and credits travel back, one bit per VC (:class:`NocLinkSignature`).
 """
 
-from amaranth import C, Module, Mux, Signal
+import types
+
+from amaranth import C, Cat, Module, Mux, Shape, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from golden.noc import CREDIT_ROUND_TRIP, MESH_PORTS
 
+from ..cells import shared_cell
 from ..registry import block
 
 __all__ = ["NocRouter", "NocLinkSignature", "flit_layout", "link_flit_layout", "dest_bits_for"]
@@ -103,30 +106,45 @@ def _round_robin(m, requests, name):
     return grants, commit
 
 
-class _VcFifo:
-    """One input virtual channel's flit buffer: ``depth`` flits, combinational head read."""
+class VcFifo(wiring.Component):
+    """One input virtual channel's flit buffer: ``depth`` flits, combinational head read.
 
-    def __init__(self, m, name, shape, depth):
-        self.mem = Memory(shape=shape, depth=depth, init=[])
-        m.submodules[name] = self.mem
-        wp = self.mem.write_port()
-        rp = self.mem.read_port(domain="comb")
-        self.push = Signal(name=f"{name}_push")
-        self.pop = Signal(name=f"{name}_pop")
-        self.wdata = wp.data
-        self.head = rp.data
-        self.count = Signal(range(depth + 1), name=f"{name}_count")
-        self.nonempty = Signal(name=f"{name}_nonempty")
-        self.full = Signal(name=f"{name}_full")
-        wr = Signal(range(depth), name=f"{name}_wr")
-        rd = Signal(range(depth), name=f"{name}_rd")
-        m.d.comb += [wp.addr.eq(wr), wp.en.eq(self.push), rp.addr.eq(rd),
+    A shared cell (one Verilog module per flit width and depth): ``push`` writes ``wdata``,
+    ``pop`` drops ``head``; the caller never pushes when ``full`` nor pops when empty.
+    """
+
+    def __init__(self, shape, depth):
+        self._shape, self._depth = shape, depth
+        super().__init__({
+            "push": In(1), "pop": In(1), "wdata": In(shape),
+            "head": Out(shape), "count": Out(range(depth + 1)),
+            "nonempty": Out(1), "full": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        depth = self._depth
+        m.submodules.mem = mem = Memory(shape=self._shape, depth=depth, init=[])
+        wp = mem.write_port()
+        rp = mem.read_port(domain="comb")
+        wr = Signal(range(depth))
+        rd = Signal(range(depth))
+        m.d.comb += [wp.addr.eq(wr), wp.en.eq(self.push), wp.data.eq(self.wdata),
+                     rp.addr.eq(rd), self.head.eq(rp.data),
                      self.nonempty.eq(self.count != 0), self.full.eq(self.count == depth)]
         with m.If(self.push):
             m.d.sync += wr.eq(Mux(wr == depth - 1, 0, wr + 1))
         with m.If(self.pop):
             m.d.sync += rd.eq(Mux(rd == depth - 1, 0, rd + 1))
         m.d.sync += self.count.eq(self.count + self.push - self.pop)
+        return m
+
+
+def _VcFifo(m, name, shape, depth):
+    fifo = VcFifo(shape, depth)
+    m.submodules[name] = shared_cell(fifo, key=(Shape.cast(shape).width, depth),
+                                     name=f"noc_vc_fifo_w{Shape.cast(shape).width}_d{depth}")
+    return fifo
 
 
 @block("noc_router", ports="router ports incl. the local one (>= 2; 5 for a 2D mesh, 7 for 3D)",
@@ -149,20 +167,35 @@ class NocRouter(wiring.Component):
     per link. Flits are never dropped: a flit leaves only when the next buffer has a credit
     for its VC (or the ejection register is free).
 
-    Port 0 is the local port: the injection stream fills one input queue of ``buffer``
-    flits (``inject.ready`` falls when it is full); the ejection stream delivers each packet
-    contiguously (the ejection port is held from head to tail). A head flit whose ``dest``
-    is outside the network (``dest >= prod(dims)``) is accepted and discarded with its body
-    and tail, never routed, and ``error`` is high in the cycle its head is accepted.
+    Port 0 is the local port: the injection stream fills ``vcs`` input queues of ``buffer``
+    flits, one per destination class (``dest % vcs``; a packet's body follows its head), so a
+    blocked packet holds up only packets of its own class; ``inject.ready`` falls when the
+    packet's queue is full. The ejection stream delivers each packet contiguously (the
+    ejection port is held from head to tail). A head flit whose ``dest`` is outside the
+    network (``dest >= prod(dims)``) is accepted and discarded with its body and tail, never
+    routed, and ``error`` is high in the cycle its head is accepted.
 
-    Allocation: a packet travels on VC ``dest % vcs`` on every link (so the packets of one
-    source-destination flow share one FIFO at every hop and arrive in order); a head flit
-    waits until that VC of its output port is free and has a credit, and the VC stays its
-    packet's until the tail leaves (wormhole). Separable input-first
-    switch allocation with round-robin arbiters at the inputs (over VCs) and outputs (over
-    input ports). Routing is dimension order (X, then Y, then Z; ``routing="dor"``, ports as
-    :data:`golden.noc.MESH_PORTS`) or a routing table given as an input (``routing="table"``),
-    so routers of one configuration share one Verilog module whatever their position.
+    Allocation: a head flit takes any output VC that is not held by another packet and has a
+    credit (the lowest such VC), with one ordering rule that keeps the packets of each
+    (source, destination) flow in order: per output VC the router mirrors the packets still
+    downstream (sent and not yet all credited back) in ``slots`` destination slots, and a
+    head for ``d`` must take the VC that still holds a packet for ``d`` when there is one
+    (waiting for it if it is busy), and otherwise may not start a new slot in a VC whose
+    slots are all in use. Routes are deterministic, so all packets of a flow take one path;
+    a later packet can take a different VC than an earlier one only once the earlier one has
+    left the next router's input buffer, so it can never overtake it (by induction over the
+    hops; the injection and ejection queues are FIFOs per flow). With ``slots == buffer`` the
+    mirror is exact and the rule restricts only packets whose own destination is
+    downstream. The VC stays its packet's until the tail leaves (wormhole). Deadlock freedom:
+    every wait is for a channel that the route's next hop uses, so the router's VC-level
+    dependencies lie inside the physical channel-dependency graph, which
+    :func:`golden.noc.check_deadlock_free` proves acyclic for every routing table
+    (dimension order on meshes is acyclic too). Separable input-first switch allocation
+    with round-robin arbiters at the inputs (over VCs) and outputs (over input ports).
+    Routing is dimension order (X, then Y, then Z; ``routing="dor"``, ports as
+    :data:`golden.noc.MESH_PORTS`) or a routing table given as an input
+    (``routing="table"``), so routers of one configuration share one Verilog module
+    whatever their position.
 
     Parameters
     ----------
@@ -179,6 +212,12 @@ class NocRouter(wiring.Component):
     dims : tuple of int
         Network dimensions ``(X, Y)`` or ``(X, Y, Z)``; nodes are numbered
         ``x + X*(y + Y*z)``.
+    slots : int
+        Destination slots per output VC for the ordering rule, 1 to ``buffer``;
+        ``slots == buffer`` is the exact mirror of the downstream buffer, fewer slots cost
+        less logic and may stall a head until an older packet has drained downstream (1
+        keeps every VC single-destination while it holds flits downstream). Unused with one
+        VC. The default, 2, measured as well as 4 and 8 on a 4x4 mesh at saturation.
 
     Members
     -------
@@ -198,7 +237,8 @@ class NocRouter(wiring.Component):
         Output port per destination (``routing="table"`` only).
     """
 
-    def __init__(self, ports=5, *, vcs=2, buffer=8, payload_width=32, routing="dor", dims=(4, 4)):
+    def __init__(self, ports=5, *, vcs=2, buffer=8, payload_width=32, routing="dor", dims=(4, 4),
+                 slots=2):
         if not isinstance(ports, int) or isinstance(ports, bool) or not 2 <= ports <= 16:
             raise TypeError(f"ports must be an integer from 2 to 16, not {ports!r}")
         if vcs not in VCS_ALLOWED or isinstance(vcs, bool):
@@ -219,6 +259,9 @@ class NocRouter(wiring.Component):
         if routing == "dor" and ports != 1 + 2 * len(dims):
             raise ValueError(f"ports must be {1 + 2 * len(dims)} for dimension-order routing "
                              f"on dims {dims!r}, not {ports!r}")
+        if not isinstance(slots, int) or isinstance(slots, bool) or not 1 <= slots <= buffer:
+            raise TypeError(f"slots must be an integer from 1 to buffer ({buffer}), not {slots!r}")
+        self._slots = slots
         self._ports, self._vcs, self._buffer = ports, vcs, buffer
         self._payload_width, self._routing, self._dims = payload_width, routing, dims
         self._n_nodes = 1
@@ -247,6 +290,7 @@ class NocRouter(wiring.Component):
     payload_width = property(lambda self: self._payload_width)
     routing = property(lambda self: self._routing)
     dims = property(lambda self: self._dims)
+    slots = property(lambda self: self._slots)
     n_nodes = property(lambda self: self._n_nodes)
     dest_bits = property(lambda self: self._dest_bits)
 
@@ -263,7 +307,7 @@ class NocRouter(wiring.Component):
     def key(self):
         """Everything that makes this router's logic differ (the shared-cell key)."""
         return (self._ports, self._vcs, self._buffer, self._payload_width, self._routing,
-                self._dims)
+                self._dims, self._slots)
 
     def _route(self, m, dest, name):
         """The output port of a head flit for ``dest`` (combinational)."""
@@ -296,24 +340,33 @@ class NocRouter(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        P, V, D = self._ports, self._vcs, self._buffer
+        P, V, D, K = self._ports, self._vcs, self._buffer, self._slots
         flit = self.flit_layout
-        nv = [1 if p == 0 else V for p in range(P)]      # VCs per input and per output port
+        vc_bits = max(1, (V - 1).bit_length())
+        nvo = [1 if r == 0 else V for r in range(P)]     # VCs per output port (ejection: 1)
 
-        # -- injection check: refuse destinations outside the network ----------------------
+        # -- injection: refuse destinations outside the network; one queue per VC class -----
         dropping = Signal()
         inj = self.inject
         bad_head = Signal()
         m.d.comb += bad_head.eq(inj.payload.head & (inj.payload.dest >= self._n_nodes))
-
-        # -- input buffers -------------------------------------------------------------------
-        fifo = [[_VcFifo(m, f"buf_p{p}_v{v}", flit, D) for v in range(nv[p])] for p in range(P)]
+        fifo = [[_VcFifo(m, f"buf_p{p}_v{v}", flit, D) for v in range(V)] for p in range(P)]
         refuse = Signal()
         m.d.comb += refuse.eq(dropping | bad_head)
+        # The injection queue of a packet is its destination's class (dest mod vcs), so the
+        # packets of one flow share one queue; body flits follow their head's queue.
+        inj_vc = Signal(vc_bits)
+        inj_sel = Signal(vc_bits)
+        if V > 1:
+            m.d.comb += inj_sel.eq(Mux(inj.payload.head, inj.payload.dest[:vc_bits], inj_vc))
+        inj_full = Signal()
+        for v in range(V):
+            with m.If(inj_sel == v):
+                m.d.comb += inj_full.eq(fifo[0][v].full)
+            m.d.comb += [fifo[0][v].push.eq(inj.valid & ~refuse & (inj_sel == v) & ~fifo[0][v].full),
+                         fifo[0][v].wdata.eq(inj.payload)]
         m.d.comb += [
-            inj.ready.eq(refuse | ~fifo[0][0].full),
-            fifo[0][0].push.eq(inj.valid & ~refuse & ~fifo[0][0].full),
-            fifo[0][0].wdata.eq(inj.payload),
+            inj.ready.eq(refuse | ~inj_full),
             self.error.eq(inj.valid & ~dropping & bad_head),
         ]
         with m.If(inj.valid & inj.ready):
@@ -321,55 +374,98 @@ class NocRouter(wiring.Component):
                 m.d.sync += dropping.eq(1)
             with m.If(dropping & inj.payload.tail):
                 m.d.sync += dropping.eq(0)
+            with m.If(inj.payload.head & ~refuse):
+                m.d.sync += inj_vc.eq(inj_sel)
         for p in range(1, P):
             link = self.i[p - 1]
             for v in range(V):
                 m.d.comb += [fifo[p][v].push.eq(link.valid & (link.flit.vc == v)),
                              fifo[p][v].wdata.eq(link.flit.flit)]
 
-        # -- output side state: credits, VC ownership, output registers ------------------------
-        credits = [[None] * nv[r] for r in range(P)]
-        avail = [[None] * nv[r] for r in range(P)]       # may send a flit on (r, w) this cycle
-        busy = [[Signal(name=f"busy_o{r}_v{w}") for w in range(nv[r])] for r in range(P)]
+        # -- output side state: credits, VC ownership, downstream destinations ----------------
+        avail = [[None] * nvo[r] for r in range(P)]      # may send a flit on (r, w) this cycle
+        busy = [[Signal(name=f"busy_o{r}_v{w}") for w in range(nvo[r])] for r in range(P)]
         eject_free = Signal()
         m.d.comb += eject_free.eq(~self.eject.valid | self.eject.ready)
         avail[0][0] = eject_free
+        credits = [[None] * nvo[r] for r in range(P)]
         for r in range(1, P):
             for w in range(V):
                 credits[r][w] = Signal(range(D + 1), init=D, name=f"credits_o{r}_v{w}")
                 avail[r][w] = Signal(name=f"avail_o{r}_v{w}")
                 m.d.comb += avail[r][w].eq((credits[r][w] != 0) | self.o[r - 1].credit[w])
+        # Per output VC, a ring of K slots mirrors the packets still downstream (sent, and not
+        # yet all credited back): slot = (destination, flits downstream); consecutive packets
+        # for one destination share a slot. Used only for VCs > 1 (ordering rule below).
+        track = V > 1
+        slots = [[None] * nvo[r] for r in range(P)]
+        if track:
+            for r in range(1, P):
+                for w in range(V):
+                    s = types.SimpleNamespace()
+                    s.dest = [Signal(self._dest_bits, name=f"slot_o{r}_v{w}_{k}_dest")
+                              for k in range(K)]
+                    s.cnt = [Signal(range(D + 1), name=f"slot_o{r}_v{w}_{k}_cnt") for k in range(K)]
+                    s.rd = Signal(range(K), name=f"slot_o{r}_v{w}_rd")
+                    s.wr = Signal(range(K), name=f"slot_o{r}_v{w}_wr")
+                    s.used = Signal(range(K + 1), name=f"slot_o{r}_v{w}_used")
+                    s.newest = Signal(range(K), name=f"slot_o{r}_v{w}_newest")
+                    s.newest_dest = Signal(self._dest_bits, name=f"slot_o{r}_v{w}_newest_dest")
+                    m.d.comb += s.newest.eq(Mux(s.wr == 0, K - 1, s.wr - 1))
+                    # slot k is in use: (k - rd) mod K < used
+                    s.live = [Signal(name=f"slot_o{r}_v{w}_{k}_live") for k in range(K)]
+                    for k in range(K):
+                        m.d.comb += s.live[k].eq((s.used != 0) & (
+                            Mux(s.wr > s.rd, (k >= s.rd) & (k < s.wr), (k >= s.rd) | (k < s.wr)) |
+                            (s.used == K)))
+                    with m.Switch(s.newest):
+                        for k in range(K):
+                            with m.Case(k):
+                                m.d.comb += s.newest_dest.eq(s.dest[k])
+                    slots[r][w] = s
 
-        # -- per input VC: route, requests ----------------------------------------------------
-        vc_bits = max(1, (V - 1).bit_length())
-        active = [[Signal(name=f"active_i{p}_v{v}") for v in range(nv[p])] for p in range(P)]
-        oport = [[Signal(range(P), name=f"oport_i{p}_v{v}") for v in range(nv[p])] for p in range(P)]
-        ovc = [[Signal(vc_bits, name=f"ovc_i{p}_v{v}") for v in range(nv[p])] for p in range(P)]
-        newvc = [[Signal(vc_bits, name=f"newvc_i{p}_v{v}") for v in range(nv[p])] for p in range(P)]
-        sendvc = [[Signal(vc_bits, name=f"sendvc_i{p}_v{v}") for v in range(nv[p])] for p in range(P)]
-        req = [[[Signal(name=f"req_i{p}_v{v}_o{r}") for r in range(P)] for v in range(nv[p])]
+        # -- per input VC: route, VC choice, requests ------------------------------------------
+        active = [[Signal(name=f"active_i{p}_v{v}") for v in range(V)] for p in range(P)]
+        oport = [[Signal(range(P), name=f"oport_i{p}_v{v}") for v in range(V)] for p in range(P)]
+        ovc = [[Signal(vc_bits, name=f"ovc_i{p}_v{v}") for v in range(V)] for p in range(P)]
+        newvc = [[Signal(vc_bits, name=f"newvc_i{p}_v{v}") for v in range(V)] for p in range(P)]
+        sendvc = [[Signal(vc_bits, name=f"sendvc_i{p}_v{v}") for v in range(V)] for p in range(P)]
+        req = [[[Signal(name=f"req_i{p}_v{v}_o{r}") for r in range(P)] for v in range(V)]
                for p in range(P)]
         for p in range(P):
-            for v in range(nv[p]):
+            for v in range(V):
                 f = fifo[p][v]
-                rc = self._route(m, f.head.dest, f"i{p}_v{v}")
-                # VC class of the packet: dest mod vcs on every link, so all packets of a
-                # (source, destination) flow share one FIFO per hop and stay in order.
-                cls = Signal(vc_bits, name=f"class_i{p}_v{v}")
-                if V > 1:
-                    m.d.comb += cls.eq(f.head.dest[:vc_bits])
+                d = f.head.dest
+                rc = self._route(m, d, f"i{p}_v{v}")
                 for r in range(P):
-                    want = C(0, 1) if r == 0 else cls
-                    free_ok = C(0)
-                    for w in range(nv[r]):
-                        free_ok = free_ok | ((want == w) & ~busy[r][w] & avail[r][w])
+                    # ok[w]: a head for d may take output VC w now.
+                    if r == 0 or not track:
+                        ok = [~busy[r][w] & avail[r][w] for w in range(nvo[r])]
+                    else:
+                        holds, space = [], []
+                        for w in range(V):
+                            s = slots[r][w]
+                            h = C(0)
+                            for k in range(K):
+                                h = h | (s.live[k] & (s.dest[k] == d))
+                            holds.append(h)
+                            space.append((s.used != K) | (s.newest_dest == d))
+                        hasmatch = C(0)
+                        for h in holds:
+                            hasmatch = hasmatch | h
+                        ok = [~busy[r][w] & avail[r][w] & space[w] & (holds[w] | ~hasmatch)
+                              for w in range(V)]
+                    okv = Signal(nvo[r], name=f"ok_i{p}_v{v}_o{r}")
+                    m.d.comb += okv.eq(Cat(*ok))
                     with m.If(rc == r):
-                        m.d.comb += newvc[p][v].eq(want)
+                        for w in reversed(range(nvo[r])):      # the lowest VC it may take
+                            with m.If(okv[w]):
+                                m.d.comb += newvc[p][v].eq(w)
                     held = C(0)
-                    for w in range(nv[r]):
+                    for w in range(nvo[r]):
                         held = held | ((ovc[p][v] == w) & avail[r][w])
                     m.d.comb += req[p][v][r].eq(f.nonempty & Mux(
-                        active[p][v], (oport[p][v] == r) & held, (rc == r) & free_ok))
+                        active[p][v], (oport[p][v] == r) & held, (rc == r) & okv.any()))
                 m.d.comb += sendvc[p][v].eq(Mux(active[p][v], ovc[p][v], newvc[p][v]))
 
         # -- separable input-first switch allocation -------------------------------------------
@@ -378,7 +474,7 @@ class NocRouter(wiring.Component):
         vgrant = []
         for p in range(P):
             any_req = []
-            for v in range(nv[p]):
+            for v in range(V):
                 s = Signal(name=f"anyreq_i{p}_v{v}")
                 m.d.comb += s.eq(sum(req[p][v][r] for r in range(P)) != 0)
                 any_req.append(s)
@@ -387,7 +483,7 @@ class NocRouter(wiring.Component):
             in_commit.append(commit)
             for r in range(P):
                 m.d.comb += in_req[p][r].eq(
-                    sum((grants[v] & req[p][v][r]) for v in range(nv[p])) != 0)
+                    sum((grants[v] & req[p][v][r]) for v in range(V)) != 0)
         granted_in = [Signal(name=f"granted_i{p}") for p in range(P)]
         out_grant = []
         for r in range(P):
@@ -399,11 +495,10 @@ class NocRouter(wiring.Component):
         for p in range(P):
             m.d.comb += granted_in[p].eq(sum(out_grant[r][p] for r in range(P)) != 0)
             in_commit[p](granted_in[p])
-
         # -- traversal: pop, state updates, output registers, credits --------------------------
-        popped = [[Signal(name=f"pop_i{p}_v{v}") for v in range(nv[p])] for p in range(P)]
+        popped = [[Signal(name=f"pop_i{p}_v{v}") for v in range(V)] for p in range(P)]
         for p in range(P):
-            for v in range(nv[p]):
+            for v in range(V):
                 f = fifo[p][v]
                 m.d.comb += [popped[p][v].eq(granted_in[p] & vgrant[p][v]), f.pop.eq(popped[p][v])]
                 with m.If(popped[p][v]):
@@ -421,13 +516,13 @@ class NocRouter(wiring.Component):
             out_valid = Signal(name=f"out_valid_o{r}")
             out_flit = Signal(flit, name=f"out_flit_o{r}")
             out_vc = Signal(vc_bits, name=f"out_vc_o{r}")
-            sent = [Signal(name=f"sent_o{r}_v{w}") for w in range(nv[r])]
+            sent = [Signal(name=f"sent_o{r}_v{w}") for w in range(nvo[r])]
             for p in range(P):
-                for v in range(nv[p]):
+                for v in range(V):
                     with m.If(out_grant[r][p] & vgrant[p][v]):
                         m.d.comb += [out_valid.eq(1), out_flit.eq(fifo[p][v].head),
                                      out_vc.eq(sendvc[p][v])]
-            for w in range(nv[r]):
+            for w in range(nvo[r]):
                 m.d.comb += sent[w].eq(out_valid & (out_vc == w))
                 # VC ownership: taken by a head (not tail), given back by the tail.
                 with m.If(sent[w] & out_flit.head & ~out_flit.tail):
@@ -439,9 +534,45 @@ class NocRouter(wiring.Component):
                     m.d.sync += [self.eject.valid.eq(1), self.eject.payload.eq(out_flit)]
                 with m.Elif(self.eject.ready):
                     m.d.sync += self.eject.valid.eq(0)
-            else:
-                o = self.o[r - 1]
-                m.d.sync += [o.valid.eq(out_valid), o.flit.flit.eq(out_flit), o.flit.vc.eq(out_vc)]
-                for w in range(V):
-                    m.d.sync += credits[r][w].eq(credits[r][w] + o.credit[w] - sent[w])
+                continue
+            o = self.o[r - 1]
+            m.d.sync += [o.valid.eq(out_valid), o.flit.flit.eq(out_flit), o.flit.vc.eq(out_vc)]
+            for w in range(V):
+                m.d.sync += credits[r][w].eq(credits[r][w] + o.credit[w] - sent[w])
+            if not track:
+                continue
+            for w in range(V):
+                s = slots[r][w]
+                start = Signal(name=f"slot_o{r}_v{w}_start")     # head starts a new slot
+                m.d.comb += start.eq(sent[w] & out_flit.head &
+                                     ((s.used == 0) | (s.newest_dest != out_flit.dest)))
+                target = Mux(start, s.wr, s.newest)               # slot of the flit sent
+                cnt_next = [Signal(range(D + 1), name=f"slot_o{r}_v{w}_{k}_cnt_next")
+                            for k in range(K)]
+                for k in range(K):
+                    m.d.comb += cnt_next[k].eq(s.cnt[k] + (sent[w] & (target == k)) -
+                                               (o.credit[w] & (s.rd == k)))
+                    m.d.sync += s.cnt[k].eq(cnt_next[k])
+                with m.If(start):
+                    with m.Switch(s.wr):
+                        for k in range(K):
+                            with m.Case(k):
+                                m.d.sync += s.dest[k].eq(out_flit.dest)
+                    m.d.sync += s.wr.eq(Mux(s.wr == K - 1, 0, s.wr + 1))
+                # The oldest slot leaves when its flits are all credited back and no packet
+                # is still being sent into it (it is not the newest slot of a busy VC).
+                rd_cnt_zero = Signal(name=f"slot_o{r}_v{w}_rd_zero")
+                with m.Switch(s.rd):
+                    for k in range(K):
+                        with m.Case(k):
+                            m.d.comb += rd_cnt_zero.eq(cnt_next[k] == 0)
+                still_open = Signal(name=f"slot_o{r}_v{w}_open")
+                busy_next = (busy[r][w] & ~(sent[w] & out_flit.tail)) | \
+                    (sent[w] & out_flit.head & ~out_flit.tail)
+                m.d.comb += still_open.eq(busy_next & (s.rd == s.newest) & ~start)
+                leave = Signal(name=f"slot_o{r}_v{w}_leave")
+                m.d.comb += leave.eq((s.used != 0) & rd_cnt_zero & ~still_open)
+                with m.If(leave):
+                    m.d.sync += s.rd.eq(Mux(s.rd == K - 1, 0, s.rd + 1))
+                m.d.sync += s.used.eq(s.used + start - leave)
         return m

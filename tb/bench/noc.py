@@ -12,11 +12,18 @@ throughput is the flits ejected during the window per node per cycle. ``zero_loa
 is measured at offered load 0.01; ``saturation_throughput`` is the accepted throughput at
 offered load 1.0.
 
-With no arguments: the 4x4 mesh with 2 VCs (the issue's command), a 100,000-packet
-scoreboard run (uniform random, offered load 1.0, random ejection backpressure) on it, and
-the Atleus comparison of Fig. 8 (4x4x4 mesh, mesh with skip links, Atleus, each with 2 VCs
-and 4-flit buffers: average hops, router port counts, zero-load latency and latency at
-offered load 0.1 under uniform random traffic). Writes ``<out-dir>/noc.json`` and ``<out-dir>/noc_latency.png``.
+``--slots`` sets the router's destination slots per output VC (:class:`hdl.noc.NocRouter`),
+``--no-zero-load`` skips the zero-load run, ``--scoreboard-packets N`` adds a scoreboard run
+(random packet lengths 1 to 4, offered load 1.0, ejection backpressure 0.3; every check of
+the regression's scoreboard) per pattern of ``--patterns`` (uniform, transpose, hotspot:
+all nodes to one) on the swept network. ``--fig8`` runs only the Atleus comparison of
+Fig. 8: 4x4x4 mesh, mesh with skip links and Atleus, each with 2 VCs, 4-flit buffers and
+4-flit packets under uniform random traffic: router port counts, average hops, zero-load
+latency (measured and contract) and latency at offered load 0.1.
+
+With no arguments: the 4x4 mesh with 2 VCs (the issue's command), the Fig. 8 comparison
+and the 100,000-packet scoreboard on the 4x4 mesh under all three patterns. Writes
+``<out-dir>/noc.json`` and ``<out-dir>/noc_latency.png``.
 """
 
 import argparse
@@ -79,22 +86,24 @@ async def noc_bench_sweep(dut):
 
 @cocotb.test()
 async def noc_bench_scoreboard(dut):
-    from tb.test_noc_verilator import NocTraffic, parse_dims
+    from tb.test_noc_verilator import NocTraffic, destination, parse_dims
     cfg = json.loads(os.environ["NOC_BENCH"])
     tb = NocTraffic(dut, cfg["topology"], parse_dims(cfg["dims"]), backpressure=0.3,
                     seed=cfg["seed"])
     await tb.start()
     rng = random.Random(cfg["seed"])
+    pattern = cfg["pattern"]
+    hot = rng.randrange(tb.N)
     per_node = cfg["packets"] // tb.N
     for _ in range(per_node):
         for src in range(tb.N):
-            tb.queue(src, rng.randrange(tb.N), rng.randint(1, 4))
+            tb.queue(src, destination(tb.topo, pattern, src, rng, hot), rng.randint(1, 4))
     t0 = time.perf_counter()
     await tb.drain()
     flits = sum(d[2] for d in tb.delivered)
     Path(cfg["out"]).write_text(json.dumps({
         "packets": len(tb.delivered), "flits": flits, "cycles": tb.cycle,
-        "pattern": "uniform", "offered_load": 1.0, "ejection_backpressure": 0.3,
+        "pattern": pattern, "offered_load": 1.0, "ejection_backpressure": 0.3,
         "passed": len(tb.delivered) == per_node * tb.N and tb.outstanding == 0,
         "checks": "no loss, no duplication, no corruption, contiguous, in order per "
                   "(source, destination), drained to empty, watchdog 1000 cycles",
@@ -103,17 +112,18 @@ async def noc_bench_scoreboard(dut):
 
 # -- host side ------------------------------------------------------------------------------
 
-def _simulate(testcase, topology, dims, vcs, buffer, cfg, out_dir):
+def _simulate(testcase, topology, dims, vcs, buffer, cfg, out_dir, slots=2):
     from tb import runner
     from tb.test_noc_verilator import VERILATOR_OPTIONS, network_verilog
     out = Path(out_dir) / f".noc_{testcase}_{topology}_{'x'.join(map(str, dims))}_{vcs}_{buffer}.json"
     cfg = dict(cfg, topology=topology, dims=",".join(map(str, dims)), out=str(out.resolve()))
     from tb.test_noc_verilator import CONFIGS
-    name = f"noc_bench_{topology}_{'x'.join(map(str, dims))}_v{vcs}_b{buffer}"
-    for config, (t, d, v, b, _) in CONFIGS.items():
-        if (t, tuple(d), v, b) == (topology, tuple(dims), vcs, buffer):
+    name = f"noc_bench_{topology}_{'x'.join(map(str, dims))}_v{vcs}_b{buffer}_s{slots}"
+    for config, (t, d, v, b, _, k) in CONFIGS.items():
+        if (t, tuple(d), v, b, k) == (topology, tuple(dims), vcs, buffer, slots):
             name = f"noc_{config}"       # the regression's build of the same network
-    runner.run(network_verilog(topology, tuple(dims), vcs, buffer), "noc_network", "tb.bench.noc",
+    runner.run(network_verilog(topology, tuple(dims), vcs, buffer, slots=slots), "noc_network",
+               "tb.bench.noc",
                name=name,
                testcase=testcase, **VERILATOR_OPTIONS,
                extra_env={"NOC_BENCH": json.dumps(cfg)})
@@ -122,17 +132,20 @@ def _simulate(testcase, topology, dims, vcs, buffer, cfg, out_dir):
     return result
 
 
-def sweep(topology, dims, vcs, buffer, packet_flits, loads, out_dir, *, warmup, window, seed=1):
+def sweep(topology, dims, vcs, buffer, packet_flits, loads, out_dir, *, warmup, window, seed=1,
+          slots=2, zero_load=True):
     cfg = {"packet_flits": packet_flits, "warmup": warmup, "window": window, "seed": seed}
     zero = _simulate("noc_bench_sweep", topology, dims, vcs, buffer,
-                     dict(cfg, loads=[0.01], window=max(window, 3000)), out_dir)[0]
+                     dict(cfg, loads=[0.01], window=max(window, 3000)), out_dir,
+                     slots=slots)[0] if zero_load else {"avg_latency": None}
     points = _simulate("noc_bench_sweep", topology, dims, vcs, buffer, dict(cfg, loads=loads),
-                       out_dir) if loads else []
+                       out_dir, slots=slots) if loads else []
     topo = golden_noc.make_topology(topology, dims)
     table = golden_noc.routing_table(topo)
     hops = golden_noc.average_hops(topo, table)
     result = {
         "topology": topology, "dims": list(dims), "vcs": vcs, "buffer": buffer,
+        "slots": slots,
         "packet_flits": packet_flits, "traffic": "uniform", "warmup": warmup, "window": window,
         "zero_load_latency": zero["avg_latency"],
         "zero_load_latency_contract": float(golden_noc.zero_load_latency(0, packet_flits) + 2 * hops),
@@ -147,6 +160,22 @@ def sweep(topology, dims, vcs, buffer, packet_flits, loads, out_dir, *, warmup, 
         result["booksim2_lean"] = {"zero_load_latency": ref["zero_load_latency"],
                                    "saturation_throughput": ref.get(vcs)}
     return result
+
+
+def fig8(out_dir):
+    """Atleus' Fig. 8 comparison on the RTL: 4x4x4 mesh, mesh with skip links and Atleus
+    (2 VCs, 4-flit buffers, 4-flit packets, uniform random traffic): router port counts,
+    average hops, zero-load latency (measured and contract) and latency at offered load 0.1."""
+    compare = []
+    for topology in ("mesh", "mesh_skip", "atleus"):
+        r = sweep(topology, (4, 4, 4), 2, 4, 4, [0.1], out_dir, warmup=500, window=1500)
+        hist = r["router_ports"]
+        compare.append({k: r[k] for k in ("topology", "average_hops", "router_ports",
+                                          "zero_load_latency", "zero_load_latency_contract")}
+                       | {"router_port_total": sum(k * v for k, v in hist.items()),
+                          "latency_at_0.1": r["points"][0]["avg_latency"],
+                          "accepted_at_0.1": r["points"][0]["accepted_throughput"]})
+    return compare
 
 
 def plot(results, path):
@@ -179,51 +208,59 @@ def main(argv=None):
     parser.add_argument("--vcs", type=int, default=2)
     parser.add_argument("--packet-flits", type=int, default=4)
     parser.add_argument("--buffer", type=int, default=8)
+    parser.add_argument("--slots", type=int, default=2,
+                        help="destination slots per output VC (NocRouter slots)")
     parser.add_argument("--loads", default="0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9,1.0")
+    parser.add_argument("--no-zero-load", action="store_true",
+                        help="skip the zero-load run (offered load 0.01)")
     parser.add_argument("--warmup", type=int, default=1000)
     parser.add_argument("--window", type=int, default=2000)
+    parser.add_argument("--fig8", action="store_true",
+                        help="only the Fig. 8 comparison (4x4x4 mesh, mesh_skip, atleus)")
     parser.add_argument("--scoreboard-packets", type=int, default=None,
                         help="packets of the scoreboard run (default 100000 without --topology)")
+    parser.add_argument("--patterns", default="uniform,transpose,hotspot",
+                        help="scoreboard traffic patterns (comma-separated)")
     args = parser.parse_args(argv)
     out_dir = Path(args.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     loads = [float(x) for x in args.loads.split(",") if x]
+    patterns = [x for x in args.patterns.split(",") if x]
     start = time.perf_counter()
     report = {"generated_by": "python -m tb.bench.noc " + " ".join(argv if argv is not None
                                                                     else sys.argv[1:])}
+    results = []
     if args.topology is not None:
         dims = tuple(int(d) for d in args.dims.replace(",", "x").split("x"))
         result = sweep(args.topology, dims, args.vcs, args.buffer, args.packet_flits, loads,
-                       out_dir, warmup=args.warmup, window=args.window)
+                       out_dir, warmup=args.warmup, window=args.window, slots=args.slots,
+                       zero_load=not args.no_zero_load)
         report.update(result)
         results = [result]
         scoreboard_cfg = (args.topology, dims, args.vcs, args.buffer)
         packets = args.scoreboard_packets or 0
     else:
-        result = sweep("mesh", (4, 4), 2, 8, 4, loads, out_dir,
-                       warmup=args.warmup, window=args.window)
-        report.update(result)
-        results = [result]
-        compare = []
-        for topology in ("mesh", "mesh_skip", "atleus"):
-            r = sweep(topology, (4, 4, 4), 2, 4, 4, [0.1], out_dir,
-                      warmup=500, window=1500)
-            compare.append({k: r[k] for k in ("topology", "average_hops", "router_ports",
-                                              "zero_load_latency", "zero_load_latency_contract")}
-                           | {"latency_at_0.1": r["points"][0]["avg_latency"]})
-        report["fig8_comparison"] = compare
+        if not args.fig8:
+            result = sweep("mesh", (4, 4), 2, 8, 4, loads, out_dir,
+                           warmup=args.warmup, window=args.window)
+            report.update(result)
+            results = [result]
+        report["fig8_comparison"] = fig8(out_dir)
         scoreboard_cfg = ("mesh", (4, 4), 2, 8)
-        packets = 100000 if args.scoreboard_packets is None else args.scoreboard_packets
+        packets = 100000 if args.scoreboard_packets is None and not args.fig8 else \
+            (args.scoreboard_packets or 0)
     if packets:
         topology, dims, vcs, buffer = scoreboard_cfg
-        report["scoreboard"] = dict(
+        report["scoreboard"] = [dict(
             _simulate("noc_bench_scoreboard", topology, dims, vcs, buffer,
-                      {"packets": packets, "seed": 5}, out_dir),
-            topology=topology, dims=list(dims), vcs=vcs, buffer=buffer)
+                      {"packets": packets, "seed": 5, "pattern": pattern}, out_dir,
+                      slots=args.slots),
+            topology=topology, dims=list(dims), vcs=vcs, buffer=buffer) for pattern in patterns]
     report["wall_s"] = round(time.perf_counter() - start, 1)
     (out_dir / "noc.json").write_text(json.dumps(report, indent=2) + "\n")
-    plot(results, out_dir / "noc_latency.png")
-    print(json.dumps({k: report[k] for k in ("zero_load_latency", "saturation_throughput")}))
+    if any(r["points"] for r in results):
+        plot(results, out_dir / "noc_latency.png")
+    print(json.dumps({k: report.get(k) for k in ("zero_load_latency", "saturation_throughput")}))
     return 0
 
 
