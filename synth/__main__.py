@@ -144,7 +144,10 @@ class Runner:
         for twice at once is synthesized once.
         """
         params = dict(params or {})
-        key = json.dumps([name, jsonable(sorted(params.items()))], default=str)
+        # Keyed by the complete parameter set, so that a block's default run and a
+        # comparison asking for the same values explicitly share one synthesis (two runs of
+        # one design would also share, and clobber, one work directory).
+        key = json.dumps([name, sorted(self.parameters(name, params).items())], default=str)
         with self._locks_lock:
             lock = self._locks.setdefault(key, threading.Lock())
         with lock:

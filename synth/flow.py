@@ -81,9 +81,10 @@ def instance_counts(stat, top):
 SRAM_CELL = "$__pimrtl_sram"
 SRAM_MIN_BITS_GENERIC = 4096
 LEAN_REGISTER_BITS = 5_000
+QUICK_GENERIC_BYTES = 500_000     # modules with more RTLIL get ABC's quick generic mapping
 # ABC's quick mapping (what older Yosys ran for ``abc -fast``): no fraiging, no choices.
 ABC_FAST_SCRIPT = "+strash;dretime;map"
-MODULE_FLOW_VERSION = "m3"
+MODULE_FLOW_VERSION = "m5"
 LEAN_FLOW_VERSION = "l3"   # part of the cache key of lean modules only
 SRAM_TRANSISTORS_PER_BIT = 6
 
@@ -217,6 +218,7 @@ def _fine(top, lean):
 def _synth_module(name, text, child_texts, *, lib, work, pool, macros, fast, lean, timed,
                   child_names):
     """One module, its submodules as blackboxes: the per-module part of the report."""
+    quick_generic = lean or len(text) > QUICK_GENERIC_BYTES
     work.mkdir(parents=True, exist_ok=True)
     _RUN_TIME.seconds = 0.0
     rtlil = _design.is_rtlil(text)
@@ -250,7 +252,10 @@ def _synth_module(name, text, child_texts, *, lib, work, pool, macros, fast, lea
         # router (25 s instead of 15 s), 130 on pim_tile's top. The Liberty mapping starts
         # from the netlist before this ABC run (flip-flops still with their enables, for
         # dfflibmap).
-        abc_script = f" -script {ABC_FAST_SCRIPT}" if lean else ""
+        # The generic gates (cell counts, transistor estimate) of big modules (routers, the
+        # array's and the tile's tops) come from ABC's quick script: the full one costs ~40%
+        # of a router's synthesis time. Their area in um^2 (below) uses the full script.
+        abc_script = f" -script {ABC_FAST_SCRIPT}" if quick_generic else ""
         script = ["design -save pre_abc",
                   "dfflegalize -cell $_DFF_P_ 01 -cell $_DFF_N_ 01",
                   "abc" + abc_script, "opt -fast",
@@ -307,7 +312,7 @@ def _synth_module(name, text, child_texts, *, lib, work, pool, macros, fast, lea
     generic = module_entry("generic.stat.json")
     cmos = module_entry("cmos.stat.json")
     result = {"module": name,
-              "lean": lean, "fast": fast,
+              "lean": lean, "fast": fast, "quick_generic": quick_generic,
               "generic": {"num_cells_by_type": generic.get("num_cells_by_type", {})},
               "transistors": int(str(cmos.get("estimated_num_transistors", 0)).rstrip("+")),
               "memories": memories, "srams": srams, "levels": None, "delay_ns": None}
@@ -414,10 +419,20 @@ def synthesize(verilog, top, *, liberty=None, work_dir=None, keep=False, sram_ma
             digest = h.hexdigest()[:16]
             cache_file = None if cache_dir is None else \
                 Path(cache_dir) / f"{_file_name(name)}-{digest}.json"
+            # Designs synthesized concurrently often share modules (the rows and PEs of two
+            # array shapes, one router in several networks): the first one synthesizes it,
+            # the others wait and read the cache.
+            with _module_lock(digest):
+                return cached(cache_file) or synth_one(name, lean, cache_file)
+
+        def cached(cache_file):
             if cache_file is not None and cache_file.exists():
                 res = json.loads(cache_file.read_text())
                 res["cached"] = True
                 return res
+            return None
+
+        def synth_one(name, lean, cache_file):
             # The critical-path walk only for modules of moderate size (the critical cells).
             timed = not lean
             res = _synth_module(name, mods[name], [mods[c] for c in children[name]],
@@ -439,6 +454,15 @@ def synthesize(verilog, top, *, liberty=None, work_dir=None, keep=False, sram_ma
     finally:
         if tmp is not None and not keep:
             tmp.cleanup()
+
+
+_MODULE_LOCKS = {}
+_MODULE_LOCKS_LOCK = threading.Lock()
+
+
+def _module_lock(digest):
+    with _MODULE_LOCKS_LOCK:
+        return _MODULE_LOCKS.setdefault(digest, threading.Lock())
 
 
 def _file_name(module):
@@ -533,6 +557,7 @@ def _mapping_label(result, lib):
         if lib is not None:
             label += f", abc -liberty -script {ABC_FAST_SCRIPT}"
         return label
-    return "synth" + ((f", abc -liberty -script {ABC_FAST_SCRIPT}" if result.get("fast")
-                       else ", abc -liberty")
-                      if lib is not None else "")
+    return ("synth" + (", generic abc -script " + ABC_FAST_SCRIPT
+                       if result.get("quick_generic") else "")
+            + ((f", abc -liberty -script {ABC_FAST_SCRIPT}" if result.get("fast")
+                else ", abc -liberty") if lib is not None else ""))
