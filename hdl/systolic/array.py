@@ -31,7 +31,8 @@ class SystolicArray(wiring.Component):
     operands, multiplies-and-accumulates in every PE (``acc_width`` bits, wrapping), and
     reads each PE's result in the cycle it completes, over one result bus per row; the
     de-skew registers behind the buses are the second accumulator buffer (the next fold
-    accumulates while they drain), one output vector per cycle: with ``drain="cols"`` (default when ``cols <= rows``) vector ``m`` is column
+    accumulates while they drain), one output vector per cycle: with ``drain="cols"``
+    (default when ``cols <= rows``) vector ``m`` is column
     ``m`` of ``C`` (``rows`` elements, ``cols`` vectors per fold); with ``"rows"`` it is row
     ``m`` (``cols`` elements, ``rows`` vectors per fold). ``P`` is the vector width and
     ``L`` the number of vectors per fold (the drain length).
