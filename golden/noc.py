@@ -57,7 +57,7 @@ __all__ = [
     "CREDIT_ROUND_TRIP", "Topology", "mesh", "mesh_skip", "atleus", "make_topology",
     "hilbert_curve", "serpentine_curve", "routing_table", "updown_table", "path", "hops",
     "channel_dependency_graph", "find_cycle", "check_deadlock_free", "zero_load_latency",
-    "port_histogram", "average_hops", "hop_matrix",
+    "port_histogram", "average_hops", "hop_matrix", "layer_pipeline",
 ]
 
 TOPOLOGIES = ("mesh", "mesh_skip", "atleus")
@@ -529,3 +529,37 @@ def port_histogram(topo):
         k = topo.degree(n)
         hist[k] = hist.get(k, 0) + 1
     return dict(sorted(hist.items()))
+
+
+def layer_pipeline(dims=(4, 4, 4)):
+    """Atleus' layer-to-layer traffic: the one destination of each core, ``None`` for the
+    last stage of the last layer (Section IV-B, an interpretation stated here).
+
+    Transformer layer ``k`` occupies the column of cores at the ``k``-th cell of the tier's
+    space-filling curve (Hilbert curve for a square power-of-two tier, serpentine
+    otherwise), one pipeline stage per tier ("intra-layer computing cores in the vertical
+    direction"): multi-head attention with pre-trained weights on the top ReRAM tier, the
+    dynamic products on the systolic tier 0 (reached over the skip link), then the
+    feed-forward stages on ReRAM tiers 1 .. Z-2, whose last stage hands the activations to
+    layer ``k + 1`` on the top tier of the next column along the curve. The same physical
+    mapping is used on every topology, so the comparison isolates the links.
+    """
+    dims = _check_dims(dims, 3)
+    X, Y, Z = dims
+    if Z < 3:
+        raise ValueError(f"dims must have at least 3 tiers for the layer pipeline, not {dims!r}")
+    curve = hilbert_curve(X.bit_length() - 1) if X == Y and X & (X - 1) == 0 else \
+        serpentine_curve(X, Y)
+
+    def node(cell, z):
+        x, y = cell
+        return x + X * (y + Y * z)
+
+    succ = [None] * (X * Y * Z)
+    for k, cell in enumerate(curve):
+        succ[node(cell, Z - 1)] = node(cell, 0)              # attention -> systolic (skip)
+        for z in range(0, Z - 2):
+            succ[node(cell, z)] = node(cell, z + 1)          # systolic -> FF1 -> FF2 ...
+        if k + 1 < len(curve):
+            succ[node(cell, Z - 2)] = node(curve[k + 1], Z - 1)   # next layer's attention
+    return succ

@@ -62,6 +62,27 @@ def test_atleus_structure():
     assert sum(k * v for k, v in ours.items()) < sum(k * v for k, v in skip.items())
 
 
+def test_layer_pipeline():
+    """Atleus' layer-to-layer traffic: one chain through every core, one hop per stage on
+    Atleus except the hand-over to the next layer (chain hop + TSV)."""
+    succ = golden_noc.layer_pipeline((4, 4, 4))
+    starts = set(range(64)) - {d for d in succ if d is not None}
+    assert succ.count(None) == 1 and len(starts) == 1
+    order, n = [], starts.pop()
+    while n is not None:
+        order.append(n)
+        n = succ[n]
+    assert sorted(order) == list(range(64))                  # visits every core once
+    topo = golden_noc.atleus((4, 4, 4))
+    h = golden_noc.hop_matrix(topo, golden_noc.routing_table(topo))
+    steps = [int(h[a, b]) for a, b in zip(order, order[1:])]
+    assert steps == ([1, 1, 1, 2] * 16)[:-1]                 # skip, TSV, TSV, chain + TSV
+    tiers = [topo.coords(n)[2] for n in order]
+    assert tiers[:4] == [3, 0, 1, 2]
+    with pytest.raises(ValueError, match="at least 3 tiers"):
+        golden_noc.layer_pipeline((4, 4, 2))
+
+
 def test_zero_load_latency_contract():
     assert golden_noc.zero_load_latency(0, 1) == 2
     np.testing.assert_array_equal(golden_noc.zero_load_latency(np.arange(4), 4),
@@ -143,3 +164,50 @@ def test_network_single_packets_amaranth_sim(topology, dims):
     for src, dst, length, ok, latency in results:
         assert ok, (src, dst)
         assert latency == golden_noc.zero_load_latency(golden_noc.hops(topo, table, src, dst), length)
+
+
+# -- Amaranth simulator: packet-level switch arbitration --------------------------------------
+
+def test_router_packets_cross_a_link_back_to_back():
+    """Two 4-flit packets for the +x output, one from the local port and one from the -x
+    link, for different destinations (so both VCs are open to them), arriving together: the
+    winner's four flits leave on four consecutive cycles, then the other packet's. Per-flit
+    round robin would interleave them on the two VCs and stretch both packets."""
+    dut = NocRouter(5, vcs=2, buffer=8, payload_width=8, dims=(4, 4))
+    layout = dut.flit_layout
+    link_layout = dut.i[1].flit.shape()
+    sent = []
+
+    def flit(k, payload):
+        # The router sits at (1, 1): (2, 1) and (3, 1) both lie +x.
+        dest = 2 + 4 * 1 if payload >> 4 == 1 else 3 + 4 * 1
+        return {"head": int(k == 0), "tail": int(k == 3), "dest": dest, "payload": payload}
+
+    async def bench(ctx):
+        ctx.set(dut.coord.as_value(), pack(dut.coord_layout, {"x": 1, "y": 1, "z": 0}))
+        ctx.set(dut.eject.ready, 1)
+        for k in range(4):                  # fill both input buffers in the same cycles
+            ctx.set(dut.inject.valid, 1)
+            ctx.set(dut.inject.payload.as_value(), pack(layout, flit(k, 0x10 + k)))
+            ctx.set(dut.i[1].valid, 1)       # input port 2 (-x): a packet travelling +x
+            ctx.set(dut.i[1].flit.as_value(), pack(link_layout, {"vc": 1, "flit": flit(k, 0x20 + k)}))
+            _, _, ready, valid, word = await ctx.tick().sample(
+                dut.inject.ready, dut.o[0].valid, dut.o[0].flit.as_value())
+            assert ready
+            if valid:
+                sent.append(unpack(link_layout, word))
+        ctx.set(dut.inject.valid, 0)
+        ctx.set(dut.i[1].valid, 0)
+        for _ in range(12):
+            _, _, valid, word = await ctx.tick().sample(dut.o[0].valid, dut.o[0].flit.as_value())
+            if valid:
+                sent.append(unpack(link_layout, word))
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    payloads = [f["flit"]["payload"] for f in sent]
+    assert sorted(payloads) == [0x10, 0x11, 0x12, 0x13, 0x20, 0x21, 0x22, 0x23]
+    packets = [p >> 4 for p in payloads]
+    assert packets in ([1] * 4 + [2] * 4, [2] * 4 + [1] * 4), payloads

@@ -82,13 +82,19 @@ class NocLinkSignature(wiring.Signature):
 
 
 def _round_robin(m, requests, name):
-    """Round-robin arbiter: one-hot grants (combinational) and ``commit(cond)``, which moves
-    the priority past the granted requester when ``cond`` holds (the grant was used)."""
+    """Round-robin arbiter over packets: one-hot grants (combinational) and
+    ``commit(cond, last)``. When ``cond`` holds (the grant was used), the granted requester
+    keeps the highest priority until ``last`` (the flit was its packet's tail), and then the
+    priority moves past it. A packet thus crosses a port back to back when it can, instead of
+    interleaving flit by flit with the packets of other VCs: interleaving stretches every
+    packet, and the ejection port, held from head to tail, then idles between its flits
+    (4x4 mesh, 2 VCs: saturation 0.65 with flit-level, 0.73 with packet-level priority).
+    Requesters without a flit or a credit are skipped as before, so no cycle is lost."""
     n = len(requests)
     grants = [Signal(name=f"{name}_grant{i}") for i in range(n)]
     if n == 1:
         m.d.comb += grants[0].eq(requests[0])
-        return grants, lambda cond: None
+        return grants, lambda cond, last: None
     ptr = Signal(range(n), name=f"{name}_ptr")
     with m.Switch(ptr):
         for k in range(n):
@@ -99,10 +105,10 @@ def _round_robin(m, requests, name):
                     m.d.comb += grants[i].eq(requests[i] & ~taken)
                     taken = taken | requests[i]
 
-    def commit(cond):
+    def commit(cond, last):
         for i in range(n):
             with m.If(cond & grants[i]):
-                m.d.sync += ptr.eq((i + 1) % n)
+                m.d.sync += ptr.eq(Mux(last, (i + 1) % n, i))
     return grants, commit
 
 
@@ -191,7 +197,9 @@ class NocRouter(wiring.Component):
     dependencies lie inside the physical channel-dependency graph, which
     :func:`golden.noc.check_deadlock_free` proves acyclic for every routing table
     (dimension order on meshes is acyclic too). Separable input-first switch allocation
-    with round-robin arbiters at the inputs (over VCs) and outputs (over input ports).
+    with round-robin arbiters at the inputs (over VCs) and outputs (over input ports); the
+    arbiters rotate per packet, not per flit (a granted packet keeps priority until its tail
+    crosses), which keeps packets contiguous on the links.
     Routing is dimension order (X, then Y, then Z; ``routing="dor"``, ports as
     :data:`golden.noc.MESH_PORTS`) or a routing table given as an input
     (``routing="table"``), so routers of one configuration share one Verilog module
@@ -217,7 +225,8 @@ class NocRouter(wiring.Component):
         ``slots == buffer`` is the exact mirror of the downstream buffer, fewer slots cost
         less logic and may stall a head until an older packet has drained downstream (1
         keeps every VC single-destination while it holds flits downstream). Unused with one
-        VC. The default, 2, measured as well as 4 and 8 on a 4x4 mesh at saturation.
+        VC. The default, 2, measured as well as 4 on a 4x4 mesh with 2 VCs at saturation
+        (0.733 and 0.732 flits/node/cycle, mean of 3 traces; 1 slot: 0.704).
 
     Members
     -------
@@ -491,10 +500,16 @@ class NocRouter(wiring.Component):
             out_grant.append(grants)
             any_grant = Signal(name=f"granted_o{r}")
             m.d.comb += any_grant.eq(sum(grants) != 0)
-            commit(any_grant)
+            granted_tail = Signal(name=f"granted_tail_o{r}")
+            m.d.comb += granted_tail.eq(sum(out_grant[r][p] & vgrant[p][v] & fifo[p][v].head.tail
+                                            for p in range(P) for v in range(V)) != 0)
+            commit(any_grant, granted_tail)
         for p in range(P):
             m.d.comb += granted_in[p].eq(sum(out_grant[r][p] for r in range(P)) != 0)
-            in_commit[p](granted_in[p])
+            granted_tail = Signal(name=f"granted_tail_i{p}")
+            m.d.comb += granted_tail.eq(sum(vgrant[p][v] & fifo[p][v].head.tail
+                                            for v in range(V)) != 0)
+            in_commit[p](granted_in[p], granted_tail)
         # -- traversal: pop, state updates, output registers, credits --------------------------
         popped = [[Signal(name=f"pop_i{p}_v{v}") for v in range(V)] for p in range(P)]
         for p in range(P):

@@ -3,14 +3,18 @@
     python -m tb.bench.noc --topology mesh --dims 4x4 --vcs 2 --packet-flits 4 --buffer 8 \\
         --loads 0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9,1.0
 
-Traffic: uniform random destinations, Bernoulli packet injection per node per cycle at
-``load / packet_flits`` packets (offered load in flits/node/cycle), unbounded source queues,
-ejection always ready. Per load point: a warm-up, then a sample window; packet latency is
-from the packet's creation (source queueing included, as BookSim2) to its tail's ejection,
-averaged over the packets created in the window (all of them are drained); accepted
-throughput is the flits ejected during the window per node per cycle. ``zero_load_latency``
-is measured at offered load 0.01; ``saturation_throughput`` is the accepted throughput at
-offered load 1.0.
+Traffic (``--traffic``): ``uniform`` random destinations, or ``layer``, Atleus'
+layer-to-layer pipeline (each core sends to the next stage of its transformer layer,
+:func:`golden.noc.layer_pipeline`; 3D networks only). Bernoulli packet injection per node
+per cycle at ``load / packet_flits`` packets (offered load in flits/node/cycle), unbounded
+source queues, ejection always ready. Per load point: a warm-up, then a sample window;
+packet latency is from the packet's creation (source queueing included, as BookSim2) to its
+tail's ejection, averaged over the packets created in the window (all of them are drained);
+accepted throughput is the flits ejected during the window per injecting node per cycle.
+``zero_load_latency`` is measured at offered load 0.01; ``saturation_throughput`` is the
+accepted throughput at offered load 1.0. ``--seeds 1,2,3`` runs one traffic trace per seed
+and reports the mean of each point (and the per-seed values): single traces of a 2000-cycle
+window differ by about 0.01 in saturation throughput.
 
 ``--slots`` sets the router's destination slots per output VC (:class:`hdl.noc.NocRouter`),
 ``--no-zero-load`` skips the zero-load run, ``--scoreboard-packets N`` adds a scoreboard run
@@ -18,8 +22,9 @@ offered load 1.0.
 the regression's scoreboard) per pattern of ``--patterns`` (uniform, transpose, hotspot:
 all nodes to one) on the swept network. ``--fig8`` runs only the Atleus comparison of
 Fig. 8: 4x4x4 mesh, mesh with skip links and Atleus, each with 2 VCs, 4-flit buffers and
-4-flit packets under uniform random traffic: router port counts, average hops, zero-load
-latency (measured and contract) and latency at offered load 0.1.
+4-flit packets: router port counts, and per traffic pattern (uniform random at offered load
+0.1; the layer pipeline at 0.1, 0.5 and 1.0) average hops, zero-load latency (measured and
+contract), latency and accepted throughput.
 
 With no arguments: the 4x4 mesh with 2 VCs (the issue's command), the Fig. 8 comparison
 and the 100,000-packet scoreboard on the 4x4 mesh under all three patterns. Writes
@@ -54,6 +59,11 @@ async def noc_bench_sweep(dut):
     await tb.start()
     rng = random.Random(cfg["seed"])
     L = cfg["packet_flits"]
+    if cfg.get("pattern", "uniform") == "layer":
+        succ = golden_noc.layer_pipeline(parse_dims(cfg["dims"]))
+        sources = [(n, d) for n, d in enumerate(succ) if d is not None]
+    else:
+        sources = None
     points = []
     for load in cfg["loads"]:
         p = load / L
@@ -65,9 +75,10 @@ async def noc_bench_sweep(dut):
         def generate(tb, p=p, start=start):
             t = tb.cycle - start
             if t < warmup + window:
-                for src in range(tb.N):
+                for src, dst in sources or ((n, None) for n in range(tb.N)):
                     if rng.random() < p:
-                        tb.queue(src, rng.randrange(tb.N), L, created=(tb.cycle, t >= warmup))
+                        tb.queue(src, rng.randrange(tb.N) if dst is None else dst, L,
+                                 created=(tb.cycle, t >= warmup))
 
         while tb.cycle - start < warmup + window:
             if tb.cycle - start == warmup:
@@ -77,7 +88,7 @@ async def noc_bench_sweep(dut):
         await tb.drain(settle=0)
         sample = [d for d in tb.delivered[first:] if d[5][1]]
         latency = sum(d[4] - d[5][0] for d in sample) / max(1, len(sample))
-        accepted = (flits_at["end"] - flits_at["start"]) / (tb.N * window)
+        accepted = (flits_at["end"] - flits_at["start"]) / (len(sources or range(tb.N)) * window)
         points.append({"offered_load": load, "accepted_throughput": round(accepted, 4),
                        "avg_latency": round(latency, 3), "sampled_packets": len(sample)})
         dut._log.info(f"load {load}: accepted {accepted:.3f}, latency {latency:.2f}")
@@ -132,21 +143,42 @@ def _simulate(testcase, topology, dims, vcs, buffer, cfg, out_dir, slots=2):
     return result
 
 
-def sweep(topology, dims, vcs, buffer, packet_flits, loads, out_dir, *, warmup, window, seed=1,
-          slots=2, zero_load=True):
-    cfg = {"packet_flits": packet_flits, "warmup": warmup, "window": window, "seed": seed}
+def sweep(topology, dims, vcs, buffer, packet_flits, loads, out_dir, *, warmup, window, seeds=(1,),
+          slots=2, zero_load=True, pattern="uniform"):
+    """Latency and accepted throughput per offered load; with several ``seeds`` (independent
+    traffic traces), each point is the mean over the traces and keeps the per-trace values."""
+    seeds = tuple(seeds)
+    cfg = {"packet_flits": packet_flits, "warmup": warmup, "window": window, "seed": seeds[0],
+           "pattern": pattern}
     zero = _simulate("noc_bench_sweep", topology, dims, vcs, buffer,
                      dict(cfg, loads=[0.01], window=max(window, 3000)), out_dir,
                      slots=slots)[0] if zero_load else {"avg_latency": None}
-    points = _simulate("noc_bench_sweep", topology, dims, vcs, buffer, dict(cfg, loads=loads),
-                       out_dir, slots=slots) if loads else []
+    traces = [_simulate("noc_bench_sweep", topology, dims, vcs, buffer,
+                        dict(cfg, loads=loads, seed=seed), out_dir, slots=slots)
+              for seed in seeds] if loads else []
+    points = []
+    for k, load in enumerate(loads):
+        per = [t[k] for t in traces]
+        point = {"offered_load": load}
+        for key in ("accepted_throughput", "avg_latency"):
+            values = [p[key] for p in per]
+            point[key] = round(sum(values) / len(values), 4)
+            if len(seeds) > 1:
+                point[key + "_per_seed"] = values
+        point["sampled_packets"] = sum(p["sampled_packets"] for p in per)
+        points.append(point)
     topo = golden_noc.make_topology(topology, dims)
     table = golden_noc.routing_table(topo)
-    hops = golden_noc.average_hops(topo, table)
+    if pattern == "layer":
+        h = golden_noc.hop_matrix(topo, table)
+        pairs = [(n, d) for n, d in enumerate(golden_noc.layer_pipeline(dims)) if d is not None]
+        hops = float(sum(h[n, d] for n, d in pairs) / len(pairs))
+    else:
+        hops = golden_noc.average_hops(topo, table)
     result = {
         "topology": topology, "dims": list(dims), "vcs": vcs, "buffer": buffer,
-        "slots": slots,
-        "packet_flits": packet_flits, "traffic": "uniform", "warmup": warmup, "window": window,
+        "slots": slots, "seeds": list(seeds),
+        "packet_flits": packet_flits, "traffic": pattern, "warmup": warmup, "window": window,
         "zero_load_latency": zero["avg_latency"],
         "zero_load_latency_contract": float(golden_noc.zero_load_latency(0, packet_flits) + 2 * hops),
         "average_hops": hops,
@@ -162,19 +194,26 @@ def sweep(topology, dims, vcs, buffer, packet_flits, loads, out_dir, *, warmup, 
     return result
 
 
-def fig8(out_dir):
+def fig8(out_dir, seeds=(1,)):
     """Atleus' Fig. 8 comparison on the RTL: 4x4x4 mesh, mesh with skip links and Atleus
-    (2 VCs, 4-flit buffers, 4-flit packets, uniform random traffic): router port counts,
-    average hops, zero-load latency (measured and contract) and latency at offered load 0.1."""
+    (2 VCs, 4-flit buffers, 4-flit packets): router port counts, and per traffic pattern the
+    average hops, zero-load latency (measured and contract) and latency and accepted
+    throughput per offered load. Patterns: uniform random (load 0.1) and the layer-to-layer
+    pipeline of :func:`golden.noc.layer_pipeline` (loads 0.1, 0.5, 1.0)."""
     compare = []
     for topology in ("mesh", "mesh_skip", "atleus"):
-        r = sweep(topology, (4, 4, 4), 2, 4, 4, [0.1], out_dir, warmup=500, window=1500)
-        hist = r["router_ports"]
-        compare.append({k: r[k] for k in ("topology", "average_hops", "router_ports",
-                                          "zero_load_latency", "zero_load_latency_contract")}
-                       | {"router_port_total": sum(k * v for k, v in hist.items()),
-                          "latency_at_0.1": r["points"][0]["avg_latency"],
-                          "accepted_at_0.1": r["points"][0]["accepted_throughput"]})
+        entry = {"topology": topology}
+        for pattern, loads in (("uniform", [0.1]), ("layer", [0.1, 0.5, 1.0])):
+            r = sweep(topology, (4, 4, 4), 2, 4, 4, loads, out_dir, warmup=500, window=1500,
+                      seeds=seeds, pattern=pattern)
+            hist = r["router_ports"]
+            entry.update(router_ports=hist,
+                         router_port_total=sum(k * v for k, v in hist.items()))
+            entry[pattern] = {k: r[k] for k in ("average_hops", "zero_load_latency",
+                                                "zero_load_latency_contract")} | {
+                "points": [{k: p[k] for k in ("offered_load", "accepted_throughput",
+                                              "avg_latency")} for p in r["points"]]}
+        compare.append(entry)
     return compare
 
 
@@ -203,13 +242,18 @@ def plot(results, path):
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m tb.bench.noc", description=__doc__.split("\n")[0])
     parser.add_argument("--out-dir", default="build/bench")
-    parser.add_argument("--topology", default=None, choices=golden_noc.TOPOLOGIES)
-    parser.add_argument("--dims", default="4x4")
-    parser.add_argument("--vcs", type=int, default=2)
-    parser.add_argument("--packet-flits", type=int, default=4)
-    parser.add_argument("--buffer", type=int, default=8)
-    parser.add_argument("--slots", type=int, default=2,
-                        help="destination slots per output VC (NocRouter slots)")
+    parser.add_argument("--topology", default=None, choices=golden_noc.TOPOLOGIES,
+                        help="sweep this network only (without it: the default set, see above)")
+    parser.add_argument("--dims", default=None, help="network dimensions, e.g. 4x4 or 4x4x4")
+    parser.add_argument("--vcs", type=int, default=None)
+    parser.add_argument("--packet-flits", type=int, default=None)
+    parser.add_argument("--buffer", type=int, default=None)
+    parser.add_argument("--slots", type=int, default=None,
+                        help="flow slots per output VC (NocRouter slots, default 2)")
+    parser.add_argument("--traffic", default="uniform", choices=("uniform", "layer"),
+                        help="sweep traffic: uniform random or Atleus' layer pipeline (3D)")
+    parser.add_argument("--seeds", default="1",
+                        help="traffic seeds, comma-separated; each point is the mean over them")
     parser.add_argument("--loads", default="0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9,1.0")
     parser.add_argument("--no-zero-load", action="store_true",
                         help="skip the zero-load run (offered load 0.01)")
@@ -222,6 +266,25 @@ def main(argv=None):
     parser.add_argument("--patterns", default="uniform,transpose,hotspot",
                         help="scoreboard traffic patterns (comma-separated)")
     args = parser.parse_args(argv)
+    network_options = ("dims", "vcs", "packet_flits", "buffer")
+    if args.topology is None:
+        given = [o for o in network_options if getattr(args, o) is not None]
+        if args.traffic != "uniform":
+            given.append("traffic")
+        if given:
+            parser.error(f"--{given[0].replace('_', '-')} needs --topology (without --topology "
+                         f"the benchmark runs its fixed default set)")
+    for option, default in zip(network_options, ("4x4", 2, 4, 8)):
+        if getattr(args, option) is None:
+            setattr(args, option, default)
+    if args.slots is None:
+        args.slots = 2
+    try:
+        seeds = tuple(int(x) for x in args.seeds.split(",") if x)
+    except ValueError:
+        parser.error(f"--seeds must be comma-separated integers, not {args.seeds!r}")
+    if not seeds:
+        parser.error("--seeds needs at least one seed")
     out_dir = Path(args.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     loads = [float(x) for x in args.loads.split(",") if x]
@@ -232,9 +295,12 @@ def main(argv=None):
     results = []
     if args.topology is not None:
         dims = tuple(int(d) for d in args.dims.replace(",", "x").split("x"))
+        if args.traffic == "layer" and (len(dims) != 3 or dims[2] < 3):
+            parser.error(f"--traffic layer needs a 3D network of at least 3 tiers, not "
+                         f"--dims {args.dims}")
         result = sweep(args.topology, dims, args.vcs, args.buffer, args.packet_flits, loads,
                        out_dir, warmup=args.warmup, window=args.window, slots=args.slots,
-                       zero_load=not args.no_zero_load)
+                       seeds=seeds, zero_load=not args.no_zero_load, pattern=args.traffic)
         report.update(result)
         results = [result]
         scoreboard_cfg = (args.topology, dims, args.vcs, args.buffer)
@@ -242,10 +308,10 @@ def main(argv=None):
     else:
         if not args.fig8:
             result = sweep("mesh", (4, 4), 2, 8, 4, loads, out_dir,
-                           warmup=args.warmup, window=args.window)
+                           warmup=args.warmup, window=args.window, seeds=seeds)
             report.update(result)
             results = [result]
-        report["fig8_comparison"] = fig8(out_dir)
+        report["fig8_comparison"] = fig8(out_dir, seeds)
         scoreboard_cfg = ("mesh", (4, 4), 2, 8)
         packets = 100000 if args.scoreboard_packets is None and not args.fig8 else \
             (args.scoreboard_packets or 0)
