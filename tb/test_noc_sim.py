@@ -115,13 +115,41 @@ def test_network_bad_parameters():
         NocNetwork("atleus", dims=(4, 4))
     with pytest.raises(TypeError, match=r"vcs must be one of 1, 2, 4, not 8"):
         NocNetwork("mesh", dims=(2, 2), vcs=8)
+    with pytest.raises(ValueError, match=r"routing_scheme must be one of auto, dor on the mesh "
+                                         r"topology, not 'rule'"):
+        NocNetwork("mesh", dims=(2, 2), routing_scheme="rule")
+    with pytest.raises(ValueError, match=r"routing_scheme must be one of auto, rule, updown on "
+                                         r"the atleus topology, not 'xy'"):
+        NocNetwork("atleus", routing_scheme="xy")
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--routing-scheme", "rule"], "--routing-scheme needs --topology"),
+    (["--vcs", "1"], "--vcs needs --topology"),
+    (["--topology", "mesh", "--routing-scheme", "rule"], "routing_scheme must be one of auto, dor"),
+    (["--topology", "atleus", "--dims", "4x4"], "dims must have 3 entries"),
+    (["--topology", "mesh", "--dims", "4xa"], "--dims must be X x Y or X x Y x Z integers"),
+    (["--topology", "mesh", "--buffer", "2"], "buffer must be at least the credit round trip"),
+    (["--topology", "mesh", "--traffic", "layer"], "--traffic layer needs a 3D network"),
+    (["--topology", "mesh", "--seeds", "1,x"], "--seeds must be comma-separated integers"),
+])
+def test_bench_refuses_bad_options_before_any_build(argv, message, capsys, tmp_path):
+    from tb.bench.noc import main
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv + ["--out-dir", str(tmp_path)])
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())          # nothing built or written
 
 
 # -- Amaranth simulator: single packets on a 2x2 mesh, exact contract latency ----------------
 
-@pytest.mark.parametrize("topology,dims", [("mesh", (2, 2)), ("atleus", (2, 1, 3))])
-def test_network_single_packets_amaranth_sim(topology, dims):
-    dut = NocNetwork(topology, dims=dims, vcs=2, buffer=3, payload_width=8)
+@pytest.mark.parametrize("topology,dims,scheme", [
+    ("mesh", (2, 2), "auto"), ("atleus", (2, 1, 3), "auto"), ("atleus", (2, 2, 3), "rule"),
+])
+def test_network_single_packets_amaranth_sim(topology, dims, scheme):
+    dut = NocNetwork(topology, dims=dims, vcs=2, buffer=3, payload_width=8, routing_scheme=scheme)
+    assert (dut.table == golden_noc.routing_table(dut.graph, scheme)).all()
     topo, table, layout = dut.graph, dut.table, dut.flit_layout
     N = topo.n_nodes
     results = []

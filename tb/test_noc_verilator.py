@@ -43,10 +43,11 @@ class NocTraffic:
     with the expected queue of their (source, destination) pair.
     """
 
-    def __init__(self, dut, topology, dims, *, backpressure=0.0, seed=0, payload_width=32):
+    def __init__(self, dut, topology, dims, *, backpressure=0.0, seed=0, payload_width=32,
+                 routing_scheme="auto"):
         self.dut = dut
         self.topo = golden_noc.make_topology(topology, dims)
-        self.table = golden_noc.routing_table(self.topo)
+        self.table = golden_noc.routing_table(self.topo, routing_scheme)
         self.N = self.topo.n_nodes
         from hdl.noc.router import dest_bits_for, flit_layout
         self.layout = flit_layout(dest_bits=dest_bits_for(self.N), payload_width=payload_width)
@@ -318,11 +319,12 @@ CONFIGS = {
 _VERILOG = {}
 
 
-def network_verilog(topology, dims, vcs, buffer, payload_width=32, slots=2):
-    key = (topology, dims, vcs, buffer, payload_width, slots)
+def network_verilog(topology, dims, vcs, buffer, payload_width=32, slots=2, routing_scheme="auto"):
+    key = (topology, dims, vcs, buffer, payload_width, slots, routing_scheme)
     if key not in _VERILOG:
         text = generate(NocNetwork(topology, dims=dims, vcs=vcs, buffer=buffer,
-                                   payload_width=payload_width, slots=slots), "noc_network")
+                                   payload_width=payload_width, slots=slots,
+                                   routing_scheme=routing_scheme), "noc_network")
         _VERILOG[key] = text
     return _VERILOG[key]
 

@@ -158,7 +158,8 @@ def _VcFifo(m, name, shape, depth):
        buffer="input buffer depth per VC in flits (>= the credit round trip, 3)",
        payload_width="flit payload width in bits",
        routing="dor (dimension order X, Y, Z on a mesh) or table (routing table input)",
-       dims="network dimensions X,Y[,Z] (node ids, mesh coordinates)")
+       dims="network dimensions X,Y[,Z] (node ids, mesh coordinates)",
+       slots="destinations each output VC tracks downstream (1 to buffer)")
 class NocRouter(wiring.Component):
     """Input-buffered wormhole router with virtual channels and credit-based flow control.
 

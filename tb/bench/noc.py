@@ -55,7 +55,8 @@ BOOKSIM = {((4, 4), 4): {"zero_load_latency": 15.7, 1: 0.59, 2: 0.73},
 async def noc_bench_sweep(dut):
     from tb.test_noc_verilator import NocTraffic, parse_dims
     cfg = json.loads(os.environ["NOC_BENCH"])
-    tb = NocTraffic(dut, cfg["topology"], parse_dims(cfg["dims"]), seed=cfg["seed"])
+    tb = NocTraffic(dut, cfg["topology"], parse_dims(cfg["dims"]), seed=cfg["seed"],
+                    routing_scheme=cfg["routing_scheme"])
     await tb.start()
     rng = random.Random(cfg["seed"])
     L = cfg["packet_flits"]
@@ -100,7 +101,7 @@ async def noc_bench_scoreboard(dut):
     from tb.test_noc_verilator import NocTraffic, destination, parse_dims
     cfg = json.loads(os.environ["NOC_BENCH"])
     tb = NocTraffic(dut, cfg["topology"], parse_dims(cfg["dims"]), backpressure=0.3,
-                    seed=cfg["seed"])
+                    seed=cfg["seed"], routing_scheme=cfg["routing_scheme"])
     await tb.start()
     rng = random.Random(cfg["seed"])
     pattern = cfg["pattern"]
@@ -123,17 +124,21 @@ async def noc_bench_scoreboard(dut):
 
 # -- host side ------------------------------------------------------------------------------
 
-def _simulate(testcase, topology, dims, vcs, buffer, cfg, out_dir, slots=2):
+def _simulate(testcase, topology, dims, vcs, buffer, cfg, out_dir, slots=2, routing_scheme="auto"):
     from tb import runner
     from tb.test_noc_verilator import VERILATOR_OPTIONS, network_verilog
     out = Path(out_dir) / f".noc_{testcase}_{topology}_{'x'.join(map(str, dims))}_{vcs}_{buffer}.json"
-    cfg = dict(cfg, topology=topology, dims=",".join(map(str, dims)), out=str(out.resolve()))
+    cfg = dict(cfg, topology=topology, dims=",".join(map(str, dims)), out=str(out.resolve()),
+               routing_scheme=routing_scheme)
     from tb.test_noc_verilator import CONFIGS
-    name = f"noc_bench_{topology}_{'x'.join(map(str, dims))}_v{vcs}_b{buffer}_s{slots}"
+    name = f"noc_bench_{topology}_{'x'.join(map(str, dims))}_v{vcs}_b{buffer}_s{slots}" + \
+        ("" if routing_scheme == "auto" else f"_{routing_scheme}")
     for config, (t, d, v, b, _, k) in CONFIGS.items():
-        if (t, tuple(d), v, b, k) == (topology, tuple(dims), vcs, buffer, slots):
+        if (t, tuple(d), v, b, k, "auto") == (topology, tuple(dims), vcs, buffer, slots,
+                                              routing_scheme):
             name = f"noc_{config}"       # the regression's build of the same network
-    runner.run(network_verilog(topology, tuple(dims), vcs, buffer, slots=slots), "noc_network",
+    runner.run(network_verilog(topology, tuple(dims), vcs, buffer, slots=slots,
+                               routing_scheme=routing_scheme), "noc_network",
                "tb.bench.noc",
                name=name,
                testcase=testcase, **VERILATOR_OPTIONS,
@@ -144,7 +149,7 @@ def _simulate(testcase, topology, dims, vcs, buffer, cfg, out_dir, slots=2):
 
 
 def sweep(topology, dims, vcs, buffer, packet_flits, loads, out_dir, *, warmup, window, seeds=(1,),
-          slots=2, zero_load=True, pattern="uniform"):
+          slots=2, zero_load=True, pattern="uniform", routing_scheme="auto"):
     """Latency and accepted throughput per offered load; with several ``seeds`` (independent
     traffic traces), each point is the mean over the traces and keeps the per-trace values."""
     seeds = tuple(seeds)
@@ -152,9 +157,11 @@ def sweep(topology, dims, vcs, buffer, packet_flits, loads, out_dir, *, warmup, 
            "pattern": pattern}
     zero = _simulate("noc_bench_sweep", topology, dims, vcs, buffer,
                      dict(cfg, loads=[0.01], window=max(window, 3000)), out_dir,
-                     slots=slots)[0] if zero_load else {"avg_latency": None}
+                     slots=slots, routing_scheme=routing_scheme)[0] \
+        if zero_load else {"avg_latency": None}
     traces = [_simulate("noc_bench_sweep", topology, dims, vcs, buffer,
-                        dict(cfg, loads=loads, seed=seed), out_dir, slots=slots)
+                        dict(cfg, loads=loads, seed=seed), out_dir, slots=slots,
+                        routing_scheme=routing_scheme)
               for seed in seeds] if loads else []
     points = []
     for k, load in enumerate(loads):
@@ -168,7 +175,7 @@ def sweep(topology, dims, vcs, buffer, packet_flits, loads, out_dir, *, warmup, 
         point["sampled_packets"] = sum(p["sampled_packets"] for p in per)
         points.append(point)
     topo = golden_noc.make_topology(topology, dims)
-    table = golden_noc.routing_table(topo)
+    table = golden_noc.routing_table(topo, routing_scheme)
     if pattern == "layer":
         h = golden_noc.hop_matrix(topo, table)
         pairs = [(n, d) for n, d in enumerate(golden_noc.layer_pipeline(dims)) if d is not None]
@@ -177,7 +184,7 @@ def sweep(topology, dims, vcs, buffer, packet_flits, loads, out_dir, *, warmup, 
         hops = golden_noc.average_hops(topo, table)
     result = {
         "topology": topology, "dims": list(dims), "vcs": vcs, "buffer": buffer,
-        "slots": slots, "seeds": list(seeds),
+        "slots": slots, "seeds": list(seeds), "routing_scheme": routing_scheme,
         "packet_flits": packet_flits, "traffic": pattern, "warmup": warmup, "window": window,
         "zero_load_latency": zero["avg_latency"],
         "zero_load_latency_contract": float(golden_noc.zero_load_latency(0, packet_flits) + 2 * hops),
@@ -199,17 +206,21 @@ def fig8(out_dir, seeds=(1,)):
     (2 VCs, 4-flit buffers, 4-flit packets): router port counts, and per traffic pattern the
     average hops, zero-load latency (measured and contract) and latency and accepted
     throughput per offered load. Patterns: uniform random (load 0.1) and the layer-to-layer
-    pipeline of :func:`golden.noc.layer_pipeline` (loads 0.1, 0.5, 1.0)."""
+    pipeline of :func:`golden.noc.layer_pipeline` (loads 0.1, 0.5, 1.0), on Atleus also with
+    its rule routing (``layer_rule_routing``) instead of the default up*/down* table."""
     compare = []
     for topology in ("mesh", "mesh_skip", "atleus"):
         entry = {"topology": topology}
-        for pattern, loads in (("uniform", [0.1]), ("layer", [0.1, 0.5, 1.0])):
+        runs = [("uniform", "uniform", [0.1], "auto"), ("layer", "layer", [0.1, 0.5, 1.0], "auto")]
+        if topology == "atleus":
+            runs.append(("layer_rule_routing", "layer", [0.1, 0.5, 1.0], "rule"))
+        for key, pattern, loads, scheme in runs:
             r = sweep(topology, (4, 4, 4), 2, 4, 4, loads, out_dir, warmup=500, window=1500,
-                      seeds=seeds, pattern=pattern)
+                      seeds=seeds, pattern=pattern, routing_scheme=scheme)
             hist = r["router_ports"]
             entry.update(router_ports=hist,
                          router_port_total=sum(k * v for k, v in hist.items()))
-            entry[pattern] = {k: r[k] for k in ("average_hops", "zero_load_latency",
+            entry[key] = {k: r[k] for k in ("routing_scheme", "average_hops", "zero_load_latency",
                                                 "zero_load_latency_contract")} | {
                 "points": [{k: p[k] for k in ("offered_load", "accepted_throughput",
                                               "avg_latency")} for p in r["points"]]}
@@ -252,6 +263,9 @@ def main(argv=None):
                         help="flow slots per output VC (NocRouter slots, default 2)")
     parser.add_argument("--traffic", default="uniform", choices=("uniform", "layer"),
                         help="sweep traffic: uniform random or Atleus' layer pipeline (3D)")
+    parser.add_argument("--routing-scheme", default="auto",
+                        choices=("auto", "dor", "rule", "updown"),
+                        help="routing table of the swept network (NocNetwork routing_scheme)")
     parser.add_argument("--seeds", default="1",
                         help="traffic seeds, comma-separated; each point is the mean over them")
     parser.add_argument("--loads", default="0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9,1.0")
@@ -269,8 +283,8 @@ def main(argv=None):
     network_options = ("dims", "vcs", "packet_flits", "buffer")
     if args.topology is None:
         given = [o for o in network_options if getattr(args, o) is not None]
-        if args.traffic != "uniform":
-            given.append("traffic")
+        given += [o for o, default in (("traffic", "uniform"), ("routing_scheme", "auto"))
+                  if getattr(args, o) != default]
         if given:
             parser.error(f"--{given[0].replace('_', '-')} needs --topology (without --topology "
                          f"the benchmark runs its fixed default set)")
@@ -294,16 +308,27 @@ def main(argv=None):
                                                                     else sys.argv[1:])}
     results = []
     if args.topology is not None:
-        dims = tuple(int(d) for d in args.dims.replace(",", "x").split("x"))
+        from hdl.noc.network import NocNetwork
+        try:
+            dims = tuple(int(d) for d in args.dims.replace(",", "x").split("x"))
+        except ValueError:
+            parser.error(f"--dims must be X x Y or X x Y x Z integers (4x4, 4x4x4), "
+                         f"not {args.dims!r}")
         if args.traffic == "layer" and (len(dims) != 3 or dims[2] < 3):
             parser.error(f"--traffic layer needs a 3D network of at least 3 tiers, not "
                          f"--dims {args.dims}")
+        try:                    # refuse bad network parameters before any build, by name
+            NocNetwork(args.topology, dims=dims, vcs=args.vcs, buffer=args.buffer,
+                       slots=args.slots, routing_scheme=args.routing_scheme)
+        except (TypeError, ValueError) as error:
+            parser.error(str(error))
         result = sweep(args.topology, dims, args.vcs, args.buffer, args.packet_flits, loads,
                        out_dir, warmup=args.warmup, window=args.window, slots=args.slots,
-                       seeds=seeds, zero_load=not args.no_zero_load, pattern=args.traffic)
+                       seeds=seeds, zero_load=not args.no_zero_load, pattern=args.traffic,
+                       routing_scheme=args.routing_scheme)
         report.update(result)
         results = [result]
-        scoreboard_cfg = (args.topology, dims, args.vcs, args.buffer)
+        scoreboard_cfg = (args.topology, dims, args.vcs, args.buffer, args.routing_scheme)
         packets = args.scoreboard_packets or 0
     else:
         if not args.fig8:
@@ -312,16 +337,17 @@ def main(argv=None):
             report.update(result)
             results = [result]
         report["fig8_comparison"] = fig8(out_dir, seeds)
-        scoreboard_cfg = ("mesh", (4, 4), 2, 8)
+        scoreboard_cfg = ("mesh", (4, 4), 2, 8, "auto")
         packets = 100000 if args.scoreboard_packets is None and not args.fig8 else \
             (args.scoreboard_packets or 0)
     if packets:
-        topology, dims, vcs, buffer = scoreboard_cfg
+        topology, dims, vcs, buffer, scheme = scoreboard_cfg
         report["scoreboard"] = [dict(
             _simulate("noc_bench_scoreboard", topology, dims, vcs, buffer,
                       {"packets": packets, "seed": 5, "pattern": pattern}, out_dir,
-                      slots=args.slots),
-            topology=topology, dims=list(dims), vcs=vcs, buffer=buffer) for pattern in patterns]
+                      slots=args.slots, routing_scheme=scheme),
+            topology=topology, dims=list(dims), vcs=vcs, buffer=buffer, routing_scheme=scheme)
+            for pattern in patterns]
     report["wall_s"] = round(time.perf_counter() - start, 1)
     (out_dir / "noc.json").write_text(json.dumps(report, indent=2) + "\n")
     if any(r["points"] for r in results):
