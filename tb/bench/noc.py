@@ -131,11 +131,11 @@ def _simulate(testcase, topology, dims, vcs, buffer, cfg, out_dir, slots=2, rout
     cfg = dict(cfg, topology=topology, dims=",".join(map(str, dims)), out=str(out.resolve()),
                routing_scheme=routing_scheme)
     from tb.test_noc_verilator import CONFIGS
-    name = f"noc_bench_{topology}_{'x'.join(map(str, dims))}_v{vcs}_b{buffer}_s{slots}" + \
-        ("" if routing_scheme == "auto" else f"_{routing_scheme}")
+    # The build folder carries the Verilog's digest, so routing schemes never share a model.
+    name = f"noc_bench_{topology}_{'x'.join(map(str, dims))}_v{vcs}_b{buffer}_s{slots}"
     for config, (t, d, v, b, _, k) in CONFIGS.items():
-        if (t, tuple(d), v, b, k, "auto") == (topology, tuple(dims), vcs, buffer, slots,
-                                              routing_scheme):
+        if (t, tuple(d), v, b, k) == (topology, tuple(dims), vcs, buffer, slots) and \
+                routing_scheme == "auto":
             name = f"noc_{config}"       # the regression's build of the same network
     runner.run(network_verilog(topology, tuple(dims), vcs, buffer, slots=slots,
                                routing_scheme=routing_scheme), "noc_network",
