@@ -5,11 +5,10 @@ PYTHON  ?= python3
 VENV    := .venv
 PY      := $(VENV)/bin/python
 STAMP   := $(VENV)/.pimrtl-installed
-# Area in um^2 needs a Liberty file: LIBERTY=path/to/cells.lib make synth uses yours (and fails
-# clearly if it is missing); otherwise the open IHP SG13G2 library beside the repo, if present.
-DEFAULT_LIBERTY := ../shared/pdk/ihp-sg13g2/sg13g2_stdcell_typ_1p20V_25C.lib
+# Area in um^2 comes from the IHP SG13G2 Liberty shipped in synth/pdk/; LIBERTY=path/to/cells.lib
+# make synth uses yours instead (and fails clearly if it is missing).
 LIBERTY ?=
-SYNTH_LIBERTY = $(if $(LIBERTY),--liberty $(LIBERTY),$(if $(wildcard $(DEFAULT_LIBERTY)),--liberty $(DEFAULT_LIBERTY)))
+SYNTH_LIBERTY = $(if $(LIBERTY),--liberty $(LIBERTY))
 JOBS    ?= auto
 PYTEST_ARGS ?=
 

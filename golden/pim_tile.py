@@ -439,8 +439,9 @@ def map_matrix(w, tile=None, *, slc_rate=None, cell_bits=2, adc_bits=None, scale
         else:
             b = adc_bits
         if b not in tile.resolutions:
+            kind = "SLC" if cb == 1 else "MLC"
             raise TypeError(f"adc_bits must be one of the tile's resolutions {tile.resolutions}, "
-                            f"not {b!r}")
+                            f"not {b!r}, for the {kind} crossbars (cell_bits={cb})")
         return b
 
     placed = []        # (cell_bits, w_int tile, scale, in_block, out_base)

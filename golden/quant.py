@@ -8,8 +8,12 @@ fractional bits, one scale register per crossbar), a rounding right shift and a 
 
     out, saturated = saturate(round_shift(acc * scale, scale_frac_bits, rounding), out_bits)
 
-All functions here are exact on integers (int64 arrays, or object arrays of Python ints when
-int64 could overflow).
+All functions here are exact on integers, over the whole int64 range and beyond: they work on
+int64 arrays and switch to object arrays of Python ints wherever an intermediate value could
+leave int64 (the product ``acc * scale``, the rounding offset, a sum of many partials). Where
+the exact result itself does not fit int64 (``round_shift`` of a large product, ``aggregate``
+of large partials), it is returned as an object array of Python ints, never wrapped or clamped;
+``dequantize`` saturates to ``out_bits <= 64`` and so always returns int64.
 """
 
 import numpy as np
@@ -20,6 +24,7 @@ __all__ = ["round_shift", "saturate", "dequantize", "aggregate", "quantize_cross
            "scale_to_fixed", "ROUNDING_MODES"]
 
 ROUNDING_MODES = ("half_up", "half_even", "floor")
+INT64_MAX = (1 << 63) - 1
 
 
 def _int_array(name, x):
@@ -31,6 +36,19 @@ def _int_array(name, x):
     if a.dtype == np.uint64:
         return a.astype(object)
     return a.astype(np.int64, copy=False)
+
+
+def _bounds(a):
+    """(min, max) of an integer array as Python ints ((0, 0) when empty). ``np.abs`` is not
+    used: ``np.abs(-2**63)`` is ``-2**63`` in int64."""
+    if a.size == 0:
+        return 0, 0
+    return int(a.min()), int(a.max())
+
+
+def _magnitude(a):
+    lo, hi = _bounds(a)
+    return max(-lo, hi)
 
 
 def round_shift(x, shift, rounding="half_up"):
@@ -49,7 +67,8 @@ def round_shift(x, shift, rounding="half_up"):
     Returns
     -------
     numpy.ndarray
-        Same shape and integer dtype as ``x``.
+        Same shape and integer dtype as ``x`` (int64 input whose rounding offset would leave
+        int64 is computed in Python ints and returned as int64, where the result always fits).
     """
     shift = check_int("shift", shift, 0, 256)
     check_choice("rounding", rounding, ROUNDING_MODES)
@@ -57,6 +76,9 @@ def round_shift(x, shift, rounding="half_up"):
     if shift == 0:
         return a.copy() if isinstance(a, np.ndarray) else a
     half = 1 << (shift - 1)
+    if a.dtype != object and (shift > 62 or _bounds(a)[1] > INT64_MAX - half):
+        # x + half would wrap in int64; the quotient itself always fits.
+        return round_shift(a.astype(object), shift, rounding).astype(np.int64)
     if rounding == "floor":
         return a >> shift
     if rounding == "half_up":
@@ -89,9 +111,7 @@ def _fits_int64(a, b):
     """True when every product of |a| and |b| is below 2**62 (so a*b + rounding fits int64)."""
     if a.dtype == object or b.dtype == object:
         return False
-    ma = int(np.abs(a).max(initial=0))
-    mb = int(np.abs(b).max(initial=0))
-    return ma * mb < (1 << 62)
+    return _magnitude(a) * _magnitude(b) < (1 << 62)
 
 
 def dequantize(acc, scale, *, scale_frac_bits, out_bits, rounding="half_up"):
@@ -114,7 +134,9 @@ def dequantize(acc, scale, *, scale_frac_bits, out_bits, rounding="half_up"):
     Returns
     -------
     (out, saturated)
-        ``saturate(round_shift(acc * scale, scale_frac_bits, rounding), out_bits)``.
+        ``saturate(round_shift(acc * scale, scale_frac_bits, rounding), out_bits)``, computed
+        exactly for every int64 ``acc`` and ``scale`` (the product in Python ints where it could
+        leave int64); ``out`` is int64.
     """
     a = _int_array("acc", acc)
     s = _int_array("scale", scale)
@@ -128,13 +150,19 @@ def dequantize(acc, scale, *, scale_frac_bits, out_bits, rounding="half_up"):
 
 
 def aggregate(partials):
-    """Sum the dequantized partial sums of the crossbars of one matrix along axis 0 (exact)."""
+    """Sum the dequantized partial sums of the crossbars of one matrix along axis 0 (exact).
+
+    Returns int64 when every partial sum of ``len(partials)`` terms provably fits int64, and
+    otherwise an object array of Python ints (``aggregate([[-2**63], [-1]])`` is
+    ``[-2**63 - 1]``), never a wrapped value.
+    """
     p = _int_array("partials", partials)
     if p.ndim == 0:
         raise ValueError("partials must have at least one axis (the crossbar axis)")
     if p.dtype != object:
-        m = int(np.abs(p).max(initial=0))
-        if m * max(p.shape[0], 1) >= (1 << 63):
+        lo, hi = _bounds(p)
+        n = max(p.shape[0], 1)
+        if lo * n < -(1 << 63) or hi * n > INT64_MAX:
             p = p.astype(object)
     return p.sum(axis=0)
 

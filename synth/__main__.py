@@ -1,6 +1,6 @@
 """``python -m synth``: area reports of every registered block, comparisons and sweeps.
 
-    python -m synth all     --verilog-dir build/verilog --out-dir build/synth [--liberty LIB]
+    python -m synth all     --verilog-dir build/verilog --out-dir build/synth [--liberty LIB | --no-liberty]
     python -m synth summary --verilog-dir build/verilog --out-dir build/synth
     python -m synth sweep <block> --<param> v1,v2,... [--<param> v] [--liberty LIB]
     python -m synth compare [adc|dequant|systolic|router ...] [--liberty LIB]
@@ -10,8 +10,9 @@
 ``area.json``, ``area.md`` and ``area.png`` into ``--out-dir``. ``sweep`` writes
 ``sweep_<block>_<param>.{json,md,png}``; values of a tuple parameter are separated by ``/``
 (``--resolutions 6,7/6/7``). Results are cached under ``<out-dir>/cache`` by Verilog text,
-Liberty and flow version. A missing or unreadable Liberty, an unknown block or a bad
-parameter is a one-line error and exit status 2.
+Liberty and flow version. The Liberty defaults to the IHP SG13G2 library shipped in
+``synth/pdk/``; ``--no-liberty`` counts generic gates and transistors only. A missing or
+unreadable Liberty, an unknown block or a bad parameter is a one-line error and exit status 2.
 """
 
 import argparse
@@ -28,7 +29,7 @@ import threading
 import time
 from pathlib import Path
 
-from .liberty import LibertyError, load_liberty
+from .liberty import DEFAULT_LIBERTY, LibertyError, load_liberty
 from .yosys import YosysError, yosys_version
 
 FLOW_VERSION = "4"
@@ -197,8 +198,11 @@ class Runner:
 def _add_common(parser):
     parser.add_argument("--verilog-dir", default="build/verilog", type=Path)
     parser.add_argument("--out-dir", default="build/synth", type=Path)
-    parser.add_argument("--liberty", default=None,
-                        help="Liberty file of the standard cells (area in um^2, delays)")
+    parser.add_argument("--liberty", default=str(DEFAULT_LIBERTY),
+                        help="Liberty file of the standard cells (area in um^2, delays); "
+                             "default: the IHP SG13G2 library shipped in synth/pdk/")
+    parser.add_argument("--no-liberty", dest="liberty", action="store_const", const=None,
+                        help="no Liberty: generic gates and transistor counts only")
     parser.add_argument("--no-cache", action="store_true", help="ignore cached results")
     parser.add_argument("--fast", action="store_true",
                         help="ABC quick script for the Liberty mapping (quicker, ~10%% larger)")

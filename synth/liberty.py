@@ -16,7 +16,11 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["LibertyError", "Liberty", "LibertyCell", "load_liberty"]
+__all__ = ["LibertyError", "Liberty", "LibertyCell", "load_liberty", "DEFAULT_LIBERTY"]
+
+# The default library ships with the project (synth/pdk/README.md): IHP SG13G2 130 nm, typical
+# corner, Apache-2.0. Its SRAM macros lie beside it.
+DEFAULT_LIBERTY = Path(__file__).resolve().parent / "pdk" / "ihp-sg13g2" / "sg13g2_stdcell_typ_1p20V_25C.lib"
 
 NOMINAL_SLEW_NS = 0.1
 NOMINAL_LOAD_PF = 0.010

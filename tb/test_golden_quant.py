@@ -105,3 +105,48 @@ def test_errors():
         quantize_crossbarwise(np.ones((2, 2)), weight_bits=1, rows=2, cols_per_xbar=2)
     with pytest.raises(ValueError, match=r"^w_float must be a 2-D array, not 1-D"):
         quantize_crossbarwise(np.ones(2), weight_bits=8, rows=2, cols_per_xbar=2)
+
+
+INT64_EXTREMES = [-2 ** 63, -2 ** 63 + 1, -2 ** 62, -3, -1, 0, 1, 5, 2 ** 62, 2 ** 63 - 2, 2 ** 63 - 1]
+
+
+@pytest.mark.parametrize("rounding", ["half_up", "half_even", "floor"])
+@pytest.mark.parametrize("out_bits", [16, 63, 64])
+@pytest.mark.parametrize("frac", [0, 1, 20, 62])
+def test_dequantize_exact_at_int64_extremes(rounding, out_bits, frac):
+    scales = [-2 ** 15, -3, -1, 0, 1, 3, 2 ** 15 - 1, -2 ** 62, 2 ** 62 - 1]
+    acc = np.array([a for a in INT64_EXTREMES for _ in scales], dtype=np.int64)
+    scale = np.array([s for _ in INT64_EXTREMES for s in scales], dtype=np.int64)
+    out, sat = dequantize(acc, scale, scale_frac_bits=frac, out_bits=out_bits, rounding=rounding)
+    lo, hi = -2 ** (out_bits - 1), 2 ** (out_bits - 1) - 1
+    ref = [ref_round(int(a) * int(s), 1 << frac, rounding) for a, s in zip(acc, scale)]
+    assert out.dtype == np.int64
+    assert out.tolist() == [min(max(r, lo), hi) for r in ref]
+    assert sat.tolist() == [not lo <= r <= hi for r in ref]
+
+
+def test_dequantize_int64_extreme_cases_from_the_readme():
+    assert dequantize(-2 ** 63, 3, scale_frac_bits=20, out_bits=64)[0] == -26388279066624
+    assert dequantize(-2 ** 63, -1, scale_frac_bits=20, out_bits=64)[0] == 2 ** 43
+    out, sat = dequantize([-2 ** 63, 5], [2, 2], scale_frac_bits=1, out_bits=64)
+    assert out.tolist() == [-2 ** 63, 5] and not sat.any()
+
+
+@pytest.mark.parametrize("rounding", ["half_up", "half_even", "floor"])
+@pytest.mark.parametrize("shift", [1, 2, 62, 63, 64])
+def test_round_shift_exact_at_int64_extremes(rounding, shift):
+    x = np.array(INT64_EXTREMES, dtype=np.int64)
+    out = round_shift(x, shift, rounding)
+    assert out.dtype == np.int64
+    assert out.tolist() == [ref_round(int(v), 2 ** shift, rounding) for v in x]
+
+
+def test_aggregate_exact_beyond_int64():
+    assert aggregate([[-2 ** 63], [-1]]).tolist() == [-2 ** 63 - 1]
+    assert aggregate([[2 ** 63 - 1], [1]]).tolist() == [2 ** 63]
+    assert aggregate([[-2 ** 63], [2 ** 63 - 1]]).tolist() == [-1]
+    rng = np.random.default_rng(5)
+    p = rng.choice(np.array(INT64_EXTREMES, dtype=np.int64), size=(7, 50))
+    assert aggregate(p).tolist() == [sum(int(v) for v in col) for col in p.T]
+    small = aggregate(np.array([[1, -2], [3, 4]]))
+    assert small.dtype == np.int64 and small.tolist() == [4, 2]

@@ -9,10 +9,10 @@ import pytest
 from synth import compare, design
 from synth.__main__ import Runner, load_blocks, main
 from synth.flow import best_macro, instance_counts, synthesize
-from synth.liberty import LibertyError, load_liberty
+from synth.liberty import DEFAULT_LIBERTY, LibertyError, load_liberty
 
 ROOT = Path(__file__).resolve().parent.parent
-LIBERTY = ROOT.parent / "shared" / "pdk" / "ihp-sg13g2" / "sg13g2_stdcell_typ_1p20V_25C.lib"
+LIBERTY = DEFAULT_LIBERTY
 
 # Small configurations of the registered blocks (fast to synthesize); a block missing here
 # is synthesized at its defaults.

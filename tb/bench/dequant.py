@@ -33,11 +33,12 @@ from golden.shift_add import read_sequence, shift_add_stream
 from hdl.dequant import Dequantizer, ShiftAddAccumulator, ShiftAddDequantizer
 from hdl.dequant.dequantizer import cfg_layout
 from hdl.verilog import generate
+from synth.liberty import DEFAULT_LIBERTY
 from tb.dequant_common import fit, group_stimulus
 from tb.packing import pack, unpack
 
 ROOT = Path(__file__).resolve().parents[2]
-LIBERTY = ROOT.parent / "shared" / "pdk" / "ihp-sg13g2" / "sg13g2_stdcell_typ_1p20V_25C.lib"
+LIBERTY = DEFAULT_LIBERTY
 
 
 class _Lane(wiring.Component):

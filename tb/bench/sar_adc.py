@@ -21,9 +21,10 @@ from pathlib import Path
 from golden.sar_adc import Command, sweep_cycles
 from hdl.sar_adc import SarAdcController
 from hdl.verilog import generate
+from synth.liberty import DEFAULT_LIBERTY
 
 ROOT = Path(__file__).resolve().parents[2]
-LIBERTY = ROOT.parent / "shared/pdk/ihp-sg13g2/sg13g2_stdcell_typ_1p20V_25C.lib"
+LIBERTY = DEFAULT_LIBERTY
 
 SWEEPS = [
     ("isaac_1to8", dict(max_bits=8, columns=128, settle_cycles=0), (6, 7, 8)),
