@@ -40,6 +40,7 @@ import numpy as np
 from . import noise as _noise
 from ._check import as_int_array, check_choice, check_int, check_real
 from .noise import NoiseConfig
+from . import sar as _sar
 from .sar import ideal_quantize, sar_convert
 
 __all__ = ["CrossbarConfig", "Crossbar", "CrossbarTrace", "load_trace",
@@ -785,6 +786,184 @@ class Crossbar:
         self._g_cache = {key: g}
         return g
 
+    # --- analog front end: the values the ADCs sample and their conversion
+    def column_values(self, drive, *, step, plane, time=None):
+        """Analog column values the sample-and-hold takes for given row drives.
+
+        The first half of :meth:`mvm` for one or more (input vector, plane) pairs: the DAC
+        levels on the rows times the programmed conductances (with programming noise, faults,
+        drift at ``time`` and IR drop), summed per row group, plus the read noise of that
+        vector and plane (the same draws as :meth:`mvm`).
+
+        Parameters
+        ----------
+        drive : array_like of int
+            ``(n, rows)`` DAC levels of the rows (0 or 1 for 1-bit DACs), one line per sample
+            (a 1-D drive is one line).
+        step : int or array_like of int
+            Global input-vector index of each line (keys the read noise), broadcast to ``(n,)``.
+        plane : int or array_like of int
+            Plane index of each line within its vector, broadcast to ``(n,)``.
+        time : float or None
+            Seconds since programming, for drift.
+
+        Returns
+        -------
+        numpy.ndarray
+            ``(n, A, G, C)`` values in cell-current steps (A arrays, G row groups, C columns):
+            int64 when they are exact integers (ideal cells, no read noise), else float64.
+        """
+        if self._weights is None:
+            raise ValueError("program() must be called before column_values()")
+        c = self._config
+        d = as_int_array("drive", drive, lo=0, hi=c.dac_max)
+        d = d[None] if d.ndim == 1 else d
+        if d.ndim != 2 or d.shape[1] != c.rows:
+            raise ValueError(f"drive must have shape (n, rows={c.rows}), not {np.shape(drive)}")
+        steps, planes = self._lines(d.shape[0], step, plane)
+        v, exact_sums, _ = self._column_values(d, steps, planes, time)
+        return _as_int(v) if exact_sums else np.asarray(v, dtype=np.float64)
+
+    def adc_codes(self, values, *, step, plane, bits=None, trace=False):
+        """ADC codes of sampled column values, as :meth:`mvm` converts them.
+
+        The crossbar's ADC (``config.adc``): the ideal quantizer, or the bit-true SAR with each
+        column's ADC offset and capacitor weights and the comparator noise of that vector and
+        plane. Decision ``k`` of a conversion is bit ``k`` of its code (:mod:`golden.sar`), so
+        the codes answer every trial of the conversion.
+
+        Parameters
+        ----------
+        values : array_like
+            ``(n, A, G, C)`` from :meth:`column_values`.
+        step, plane : int or array_like of int
+            As in :meth:`column_values`, per line.
+        bits : int or None
+            Resolution (default ``config.adc_resolution``).
+        trace : bool
+            Also return the trial codes and decisions, trailing axis ``bits``, MSB step first
+            (SAR only; ``None`` for the ideal ADC).
+
+        Returns
+        -------
+        numpy.ndarray of int64
+            ``(n, A, G, C)``; with ``trace=True``, ``(codes, trials, decisions)``.
+        """
+        c = self._config
+        bits = c.adc_resolution if bits is None else check_int("bits", bits, 1, 16)
+        v = np.asarray(values)
+        shape = (c.n_arrays, c.n_groups, c.cols)
+        if v.ndim != 4 or v.shape[1:] != shape:
+            raise ValueError(f"values must have shape (n, {shape[0]}, {shape[1]}, {shape[2]}), "
+                             f"not {v.shape}")
+        steps, planes = self._lines(v.shape[0], step, plane)
+        exact = v.dtype.kind in "iu"
+        res = self._convert(v, steps, planes, bits, exact_sums=exact,
+                            dt=np.int64 if exact else np.float64, trace=trace)
+        if not trace:
+            return _as_int(res)
+        codes, trials, decisions = res
+        return _as_int(codes), trials, decisions
+
+    def compare(self, values, trial, *, step, plane, bits=None):
+        """Comparator decisions of single SAR trials (the per-trial view of :meth:`adc_codes`).
+
+        Parameters
+        ----------
+        values : array_like
+            ``(A, G, C)`` column values of one sample (:meth:`column_values` of one line).
+        trial : array_like of int
+            ``(A, G, C)`` trial codes ``code | 1 << k`` (``k`` the step under trial, its lowest
+            set bit), LSB-aligned at ``bits``.
+        step, plane : int
+            The sample's input vector and plane (the comparator-noise key).
+        bits : int or None
+            Resolution (default ``config.adc_resolution``).
+
+        Returns
+        -------
+        numpy.ndarray of bool
+            ``(A, G, C)``: the trial bit is kept. Running the trials MSB first with these
+            decisions gives :meth:`adc_codes`.
+        """
+        c, nz = self._config, self._config.noise
+        bits = c.adc_resolution if bits is None else check_int("bits", bits, 1, 16)
+        step, plane = check_int("step", step, 0), check_int("plane", plane, 0)
+        t = np.asarray(trial, dtype=np.int64)
+        if c.adc == "ideal":
+            return np.asarray(values) >= (t - 0.5) * c.adc_lsb
+        k = np.log2(t & -t).astype(np.int64)
+        offset = 0.0 if self._adc_offset is None else self._adc_offset[self._adc_index]
+        cap = None if self._cap is None else self.adc_cap_weights(bits)[self._adc_index]
+        noise = None
+        if nz.comp_noise_sigma:
+            z = self.comparator_noise(step, bits)[plane]                  # (A, G, C, bits)
+            noise = np.take_along_axis(z, (bits - 1 - k)[..., None], axis=-1)[..., 0]
+        return _sar.compare(values, t, lsb=c.adc_lsb, comparator=c.comparator, offset=offset,
+                            noise=noise, cap_weights=cap)
+
+    def _lines(self, n, step, plane):
+        steps = np.broadcast_to(np.asarray(step, dtype=np.int64), (n,))
+        planes = np.broadcast_to(np.asarray(plane, dtype=np.int64), (n,))
+        if n and (steps.min() < 0 or planes.min() < 0 or planes.max() >= self._n_planes()):
+            raise TypeError(f"step must be non-negative and plane from 0 to {self._n_planes() - 1}, "
+                            f"not {step!r} and {plane!r}")
+        return steps, planes
+
+    def _column_values(self, pm, steps, planes, time):
+        """Column values of drive lines ``pm`` ``(n, rows)`` (vector ``steps[i]``, plane
+        ``planes[i]``): ``(values (n, A, G, C), exact integers, dtype)``."""
+        c, nz = self._config, self._config.noise
+        n = pm.shape[0]
+        A, G, R, C = c.n_arrays, c.n_groups, c.rows, c.cols
+        groups = _groups(R, c.rows_active)
+        g_eff = self.effective_conductances(time)
+        exact = self._exact and g_eff is self._g and not (nz.drift_nu or nz.drift_nu_sigma)
+        exact_sums = exact and not nz.read_sigma        # column sums are exact integers
+        cm = self._levels if exact else g_eff
+        dt = np.float32 if (exact and c.max_column_sum < 2 ** 24) else np.float64
+        pmf = pm.astype(dt)
+        sums = np.empty((n, A, G, C), dtype=dt)
+        if A == 1 and G == 1:
+            np.matmul(pmf, cm[0].astype(dt), out=sums.reshape(n, C))
+        else:
+            for a in range(A):
+                ca = cm[a].astype(dt)
+                for gi, (r0, r1) in enumerate(groups):
+                    sums[:, a, gi, :] = pmf[:, r0:r1] @ ca[r0:r1]
+        if nz.read_sigma:
+            psq = np.stack([(pm[:, r0:r1] ** 2).sum(-1) for r0, r1 in groups], axis=-1)
+            z = np.empty((n, A, G, C))
+            for s in np.unique(steps):
+                sel = steps == s
+                z[sel] = self.read_noise(int(s))[planes[sel]]
+            sums = sums + z * (nz.read_sigma * np.sqrt(psq))[:, None, :, None]
+        return sums, exact_sums, dt
+
+    def _convert(self, sums, steps, planes, bits, *, exact_sums, dt, trace, out=None):
+        """ADC codes of ``sums`` ``(..., A, G, C)`` whose leading axes flatten to the lines of
+        ``steps``/``planes``; ``codes`` or ``(codes, trials, decisions)`` with ``trace``."""
+        c, nz = self._config, self._config.noise
+        if c.adc == "ideal":
+            if exact_sums and c.adc_lsb == 1.0:                 # non-negative integer values
+                codes = np.minimum(sums, (1 << bits) - 1, out=out)
+            else:
+                codes = ideal_quantize(sums, bits, lsb=c.adc_lsb)
+            return (codes, None, None) if trace else codes
+        analog = _as_int(sums) if (exact_sums and dt == np.float32) else sums
+        offset = 0.0 if self._adc_offset is None else self._adc_offset[self._adc_index]
+        cap = None if self._cap is None else self.adc_cap_weights(bits)[self._adc_index]
+        noise = None
+        if nz.comp_noise_sigma:
+            lead = sums.shape[:-3]
+            noise = np.empty((len(steps), c.n_arrays, c.n_groups, c.cols, bits))
+            for s in np.unique(steps):
+                sel = steps == s
+                noise[sel] = self.comparator_noise(int(s), bits)[planes[sel]]
+            noise = noise.reshape(*lead, c.n_arrays, c.n_groups, c.cols, bits)
+        return sar_convert(analog, bits, lsb=c.adc_lsb, comparator=c.comparator, offset=offset,
+                           cap_weights=cap, noise=noise, trace=trace)
+
     # --- MVM
     def mvm(self, inputs, *, step=None, time=None, adc_bits=None, trace=False):
         """Matrix-vector products of a batch through DACs, array, ADCs and shift-and-add.
@@ -833,57 +1012,21 @@ class Crossbar:
         A, G, R, C = c.n_arrays, c.n_groups, c.rows, c.cols
         groups = _groups(R, c.rows_active)
 
-        # Analog column sums: (batch, P, A, G, C)
-        g_eff = self.effective_conductances(time)
-        exact = self._exact and g_eff is self._g and not (nz.drift_nu or nz.drift_nu_sigma)
-        exact_sums = exact and not nz.read_sigma        # column sums are exact integers
-        cm = self._levels if exact else g_eff
+        # Analog column sums: (batch, P, A, G, C), one line per (vector, plane)
         pm = planes.reshape(batch * n_planes, R)
-        dt = np.float32 if (exact and c.max_column_sum < 2 ** 24) else np.float64
-        pmf = pm.astype(dt)
-        sums = np.empty((batch * n_planes, A, G, C), dtype=dt)
-        if A == 1 and G == 1:
-            np.matmul(pmf, cm[0].astype(dt), out=sums.reshape(batch * n_planes, C))
-        else:
-            for a in range(A):
-                ca = cm[a].astype(dt)
-                for gi, (r0, r1) in enumerate(groups):
-                    sums[:, a, gi, :] = pmf[:, r0:r1] @ ca[r0:r1]
+        line_steps = np.repeat(steps, n_planes)
+        line_planes = np.tile(np.arange(n_planes), batch)
+        sums, exact_sums, dt = self._column_values(pm, line_steps, line_planes, time)
         sums = sums.reshape(batch, n_planes, A, G, C)
 
         # DAC-level sums of the active rows per group (popcounts for 1-bit DACs): (batch, P, G)
-        if c.flip or nz.read_sigma:
+        if c.flip:
             psum = np.stack([planes[..., r0:r1].sum(-1) for r0, r1 in groups], axis=-1)
 
-        if nz.read_sigma:
-            psq = np.stack([(planes[..., r0:r1] ** 2).sum(-1) for r0, r1 in groups], axis=-1)
-            z = np.empty((batch, n_planes, A, G, C))
-            for b in range(batch):
-                z[b] = self.read_noise(int(steps[b]))
-            sums = sums + z * (nz.read_sigma * np.sqrt(psq))[:, :, None, :, None]
-
         # ADC
-        trials = decisions = None
-        if c.adc == "ideal":
-            if exact_sums and c.adc_lsb == 1.0:                 # non-negative integer-valued floats
-                codes = np.minimum(sums, (1 << bits) - 1, out=None if trace else sums)
-            else:
-                codes = ideal_quantize(sums, bits, lsb=c.adc_lsb)
-        else:
-            analog = _as_int(sums) if (exact_sums and dt == np.float32) else sums
-            offset = 0.0 if self._adc_offset is None else self._adc_offset[self._adc_index]
-            cap = None if self._cap is None else self.adc_cap_weights(bits)[self._adc_index]
-            noise = None
-            if nz.comp_noise_sigma:
-                noise = np.empty((batch, n_planes, A, G, C, bits))
-                for b in range(batch):
-                    noise[b] = self.comparator_noise(int(steps[b]), bits)
-            res = sar_convert(analog, bits, lsb=c.adc_lsb, comparator=c.comparator, offset=offset,
-                              cap_weights=cap, noise=noise, trace=trace)
-            if trace:
-                codes, trials, decisions = res
-            else:
-                codes = res
+        res = self._convert(sums, line_steps, line_planes, bits, exact_sums=exact_sums, dt=dt,
+                            trace=trace, out=None if trace else sums)
+        codes, trials, decisions = res if trace else (res, None, None)
 
         # Digital: flip correction, group sum, shift-and-add, encoding correction
         # Integer values held in floats are exact while every partial sum stays below 2**24

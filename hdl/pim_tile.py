@@ -194,13 +194,13 @@ class PimChannel(wiring.Component):
                 adc.cmd.valid.eq(self.issue & self.enable),
                 cp.first.eq(0), cp.last.eq(self._share - 1), cp.all.eq(1), cp.hold.eq(0),
                 cp.bits.eq(bits),
-                adc.decision.eq(self.decision[a]),
-                self.column[a].eq(adc.column),
-                self.trial[a].eq(adc.trial),
-                self.trial_en[a].eq(adc.trial_en),
+                adc.adc.decision.eq(self.decision[a]),
+                self.column[a].eq(adc.adc.column),
+                self.trial[a].eq(adc.adc.trial),
+                self.trial_en[a].eq(adc.adc.trial_en),
             ]
             if a == 0:
-                m.d.comb += self.sample.eq(adc.sample)
+                m.d.comb += self.sample.eq(adc.adc.sample)
             readies.append(adc.cmd.ready)
             # Plane of the words leaving this ADC: one sweep per plane, LSB plane first.
             plane = Signal(range(ib), name=f"plane{a}")

@@ -6,6 +6,7 @@ from amaranth.lib.wiring import In, Out
 
 from golden.sar_adc import check_resolutions
 
+from .lib.signatures import AdcPortSignature
 from .registry import block
 
 __all__ = ["SarAdcController", "command_layout", "result_layout"]
@@ -73,7 +74,9 @@ class SarAdcController(wiring.Component):
     through the column mux, MSB first with one trial per cycle. A command selects a column
     range and a resolution ``b``; the command after it may select another resolution.
 
-    Timing contract (``S = settle_cycles``; :mod:`golden.sar_adc` is the cycle-true model):
+    Timing contract (``S = settle_cycles``; :mod:`golden.sar_adc` is the cycle-true model;
+    ``sample``, ``column``, ``trial``, ``trial_en``, ``bits`` and ``decision`` are the members of
+    ``adc``):
 
     - The command is accepted in cycle 0; unless ``hold`` is set, cycle 1 is the sample cycle
       (``sample`` high for one cycle). Each column then takes ``S`` settle cycles (``column``
@@ -114,18 +117,10 @@ class SarAdcController(wiring.Component):
         Commands ``{first, last, all, hold, bits}``.
     o : Out(stream.Signature(result_layout(max_bits, columns)))
         Words ``{column, code, error, last}``.
-    sample : Out(1)
-        Sample-and-hold strobe for every column, high for one cycle.
-    column : Out(range(columns))
-        Column mux select.
-    trial : Out(max_bits)
-        Trial code to the capacitor DAC, valid when ``trial_en`` is high.
-    trial_en : Out(1)
-        A trial is shown; the comparator decision is read at the end of this cycle.
-    bits : Out(max_bits.bit_length())
-        Resolution of the command being converted.
-    decision : In(1)
-        Comparator: 1 keeps the trial bit (held value at or above the trial threshold).
+    adc : Out(AdcPortSignature(max_bits=max_bits, columns=columns))
+        The analog front end: ``sample`` strobe, ``column`` mux select, ``trial`` code with
+        ``trial_en`` and ``bits`` to the capacitor DAC, ``decision`` from the comparator
+        (:class:`hdl.lib.signatures.AdcPortSignature`).
     busy : Out(1)
         A command is in progress.
     """
@@ -138,12 +133,7 @@ class SarAdcController(wiring.Component):
         super().__init__({
             "cmd": In(stream.Signature(command_layout(max_bits, columns))),
             "o": Out(stream.Signature(result_layout(max_bits, columns))),
-            "sample": Out(1),
-            "column": Out(_column_shape(columns)),
-            "trial": Out(max_bits),
-            "trial_en": Out(1),
-            "bits": Out(_bits_shape(max_bits)),
-            "decision": In(1),
+            "adc": Out(AdcPortSignature(max_bits=max_bits, columns=columns)),
             "busy": Out(1),
         })
 
@@ -211,7 +201,7 @@ class SarAdcController(wiring.Component):
         with m.Switch(mode):
             for i, r in enumerate(res):
                 with m.Case(i):
-                    m.d.comb += self.bits.eq(r)
+                    m.d.comb += self.adc.bits.eq(r)
 
         out_free = ~out_valid | self.o.ready
         is_last = col == last_col
@@ -222,14 +212,14 @@ class SarAdcController(wiring.Component):
         accept = self.cmd.valid & release
         kept = Signal(self._max_bits)
         m.d.comb += [
-            kept.eq(Mux(self.decision, sar, sar & ~mask)),   # the trial bit, kept or cleared
+            kept.eq(Mux(self.adc.decision, sar, sar & ~mask)),   # the trial bit, kept or cleared
             self.cmd.ready.eq(release),
             self.o.valid.eq(out_valid),
             self.o.payload.eq(out),
-            self.sample.eq(state == _State.SAMPLE),
-            self.trial_en.eq(converting),
-            self.trial.eq(sar),
-            self.column.eq(col),
+            self.adc.sample.eq(state == _State.SAMPLE),
+            self.adc.trial_en.eq(converting),
+            self.adc.trial.eq(sar),
+            self.adc.column.eq(col),
             self.busy.eq(state != _State.IDLE),
         ]
 

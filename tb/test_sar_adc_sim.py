@@ -5,7 +5,7 @@ the testbench is the analog front end (:class:`golden.sar_adc.AnalogFrontEnd`, c
 from :mod:`golden.crossbar`), and the words received must equal
 :func:`golden.sar_adc.expected_words` (codes from :func:`golden.sar.sar_convert`).
 
-The stimulus and lockstep helpers live in :mod:`tb.sar_adc_env`.
+The stimulus and lockstep helpers live in :mod:`tb.env.sar_adc`.
 """
 
 import random
@@ -19,7 +19,7 @@ from golden.sar import ideal_quantize
 from golden.sar_adc import (CONVERT, ERROR, IDLE, SAMPLE, SETTLE, WAIT, Command,
                             SarAdcControllerModel, expected_words, sweep_cycles)
 from hdl.sar_adc import SarAdcController
-from tb.sar_adc_env import crossbar_reads, lsb_map, random_commands, run_sim
+from tb.env.sar_adc import crossbar_reads, lsb_map, random_commands, run_sim
 
 
 @pytest.mark.parametrize("params", [

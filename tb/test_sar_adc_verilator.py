@@ -1,6 +1,6 @@
 """SarAdcController: cocotb + Verilator regression, in lockstep with the golden cycle model.
 
-The testbench is the analog front end: :func:`tb.sar_adc_env.crossbar_reads` computes the
+The testbench is the analog front end: :func:`tb.env.sar_adc.crossbar_reads` computes the
 column values of random 1-bit input planes on a crossbar of random weights with
 :mod:`golden.crossbar`, and :class:`golden.sar_adc.AnalogFrontEnd` answers each trial code with
 :func:`golden.sar.compare` (comparator offset and seeded noise optional). Every cycle, every
@@ -15,17 +15,14 @@ import random
 import cocotb
 import numpy as np
 import pytest
-from cocotb.clock import Clock
-from cocotb.triggers import FallingEdge, ReadOnly, RisingEdge
+from cocotb.triggers import FallingEdge
 
 from golden.sar import ideal_quantize
-from golden.sar_adc import (WAIT, AnalogFrontEnd, Command, expected_words, sweep_cycles)
+from golden.sar_adc import WAIT, Command, expected_words, sweep_cycles
 from hdl.sar_adc import SarAdcController
 from hdl.verilog import generate
 from tb import runner
-from tb.cocotb_streams import StreamDriver, StreamMonitor, reset_dut
-from tb.packing import unpack
-from tb.sar_adc_env import Lockstep, crossbar_reads, lsb_map, random_commands
+from tb.env.sar_adc import SarAdcBench, crossbar_reads, lsb_map, random_commands
 
 CONFIGS = {
     # ISAAC / Atleus: one 8-bit ADC behind a 128-column mux, every resolution selectable.
@@ -44,88 +41,9 @@ def _params():
                 resolutions=tuple(int(r) for r in res.split(",")) if res else ())
 
 
-class TB:
-    """Clock, reset, command driver, output monitor and the lockstep analog front end."""
-
-    def __init__(self, dut, *, seed, idle=0.3, backpressure=0.3):
-        self.dut = dut
-        self.params = _params()
-        self.ctl = SarAdcController(**self.params)
-        self.cmd_layout = self.ctl.cmd.payload.shape()
-        self.out_layout = self.ctl.o.payload.shape()
-        self.seed = seed
-        self.idle, self.backpressure = idle, backpressure
-        self.ls = None
-        self.driver = self.monitor = None
-        dut.decision.value = 0
-        dut.cmd__valid.value = 0
-        dut.o__ready.value = 0
-        cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
-
-    async def start(self, reads, **front_end):
-        await reset_dut(self.dut)
-        self.front_end_args = front_end
-        self.ls = Lockstep(self.params, AnalogFrontEnd(reads, seed=self.seed, **front_end),
-                           seed=self.seed)
-        self._streams()
-        cocotb.start_soon(self._lockstep())
-
-    def _streams(self):
-        self.driver = StreamDriver(self.dut, "cmd", self.cmd_layout, idle=self.idle,
-                                   seed=self.seed + len(self.ls.received))
-        self.monitor = StreamMonitor(self.dut, "o", self.out_layout,
-                                     backpressure=self.backpressure, seed=self.seed + 1)
-
-    def send(self, commands):
-        for c in commands:
-            self.driver.send(c.as_dict())
-
-    async def _lockstep(self):
-        dut, ls = self.dut, self.ls
-        while True:
-            await FallingEdge(dut.clk)
-            decision = ls.decide(int(dut.sample.value), int(dut.trial_en.value),
-                                 dut.column.value.to_unsigned(), dut.trial.value.to_unsigned(),
-                                 dut.bits.value.to_unsigned())
-            dut.decision.value = decision
-            await ReadOnly()
-            if int(dut.rst.value):
-                ls.reset()
-                await RisingEdge(dut.clk)
-                continue
-            cmd_valid = int(dut.cmd__valid.value)
-            cmd = (Command(**unpack(self.cmd_layout, dut.cmd__payload.value.to_unsigned()))
-                   if cmd_valid else None)
-            seen = {
-                "cmd_ready": int(dut.cmd__ready.value), "sample": int(dut.sample.value),
-                "trial_en": int(dut.trial_en.value), "trial": dut.trial.value.to_unsigned(),
-                "column": dut.column.value.to_unsigned(), "bits": dut.bits.value.to_unsigned(),
-                "o_valid": int(dut.o__valid.value), "busy": int(dut.busy.value),
-                "o_payload": unpack(self.out_layout, dut.o__payload.value.to_unsigned()),
-            }
-            ls.edge(seen, cmd_valid=cmd_valid, cmd=cmd, o_ready=int(dut.o__ready.value),
-                    decision=decision)
-            await RisingEdge(dut.clk)
-
-    async def drain(self, limit=1_000_000):
-        """Wait until every command is done and every word taken."""
-        for _ in range(limit):
-            await FallingEdge(self.dut.clk)
-            m = self.ls.model
-            if not self.driver.pending and m.state == 0 and not m.out_valid \
-                    and not int(self.dut.cmd__valid.value):
-                return
-        raise AssertionError("the controller did not finish")
-
-    async def reset_now(self, reads=None):
-        """Reset at a falling edge for two cycles; new streams and front end afterwards."""
-        self.driver.kill()
-        self.monitor.kill()
-        self.dut.o__ready.value = 0
-        await reset_dut(self.dut)
-        if reads is not None:
-            self.ls.fe = AnalogFrontEnd(reads, seed=self.seed, **self.front_end_args)
-        self._streams()
+def TB(dut, **kw):
+    """The block's cocotb bench (:class:`tb.env.sar_adc.SarAdcBench`) with this run's parameters."""
+    return SarAdcBench(dut, _params(), **kw)
 
 
 def _golden(tb, commands, reads, **front_end):

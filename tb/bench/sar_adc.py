@@ -42,7 +42,7 @@ AREA = [
 
 
 def measure_sweeps(name, params, bits_list):
-    from tb.sar_adc_env import crossbar_reads, lsb_map, run_sim
+    from tb.env.sar_adc import crossbar_reads, lsb_map, run_sim
     columns = params["columns"]
     settle = params["settle_cycles"]
     commands = [Command(bits=b, all=True) for b in bits_list + (bits_list[0],)]

@@ -1,7 +1,10 @@
-"""Shared SAR-ADC test environment: stimulus from the golden crossbar, random commands, and
-the lockstep checker against :class:`golden.sar_adc.SarAdcControllerModel`.
+"""SAR-ADC controller test environment: stimulus from the golden crossbar, random commands,
+the lockstep checker against :class:`golden.sar_adc.SarAdcControllerModel`, and the two benches
+built on them: :func:`run_sim` (Amaranth simulator) and :class:`SarAdcBench` (cocotb).
 
 Used by ``tb/test_sar_adc_sim.py``, ``tb/test_sar_adc_verilator.py`` and ``tb/bench/sar_adc.py``.
+The controller's analog ports are the members of its ``adc`` interface
+(:class:`hdl.lib.signatures.AdcPortSignature`; ``adc__sample``... in Verilog).
 """
 
 import random
@@ -15,7 +18,7 @@ from golden.sar_adc import AnalogFrontEnd, Command, SarAdcControllerModel
 from hdl.sar_adc import SarAdcController
 from tb.packing import pack, unpack
 
-__all__ = ["crossbar_reads", "random_commands", "lsb_map", "Lockstep", "run_sim"]
+__all__ = ["crossbar_reads", "random_commands", "lsb_map", "Lockstep", "run_sim", "SarAdcBench"]
 
 
 # -- stimulus ---------------------------------------------------------------------------------
@@ -170,13 +173,14 @@ def run_sim(params, commands, reads, *, seed=0, idle=0.3, backpressure=0.3, lsb=
             o_ready = int(rng.random() >= backpressure)
             ctx.set(dut.cmd.valid, int(holding))
             ctx.set(dut.o.ready, o_ready)
-            decision = ls.decide(ctx.get(dut.sample), ctx.get(dut.trial_en), ctx.get(dut.column),
-                                 ctx.get(dut.trial), ctx.get(dut.bits))
-            ctx.set(dut.decision, decision)
+            adc = dut.adc
+            decision = ls.decide(ctx.get(adc.sample), ctx.get(adc.trial_en), ctx.get(adc.column),
+                                 ctx.get(adc.trial), ctx.get(adc.bits))
+            ctx.set(adc.decision, decision)
             seen = {
-                "cmd_ready": ctx.get(dut.cmd.ready), "sample": ctx.get(dut.sample),
-                "trial_en": ctx.get(dut.trial_en), "trial": ctx.get(dut.trial),
-                "column": ctx.get(dut.column), "bits": ctx.get(dut.bits),
+                "cmd_ready": ctx.get(dut.cmd.ready), "sample": ctx.get(adc.sample),
+                "trial_en": ctx.get(adc.trial_en), "trial": ctx.get(adc.trial),
+                "column": ctx.get(adc.column), "bits": ctx.get(adc.bits),
                 "o_valid": ctx.get(dut.o.valid), "busy": ctx.get(dut.busy),
                 "o_payload": unpack(out_layout, ctx.get(dut.o.payload.as_value())),
             }
@@ -194,3 +198,114 @@ def run_sim(params, commands, reads, *, seed=0, idle=0.3, backpressure=0.3, lsb=
     sim.add_testbench(bench)
     sim.run()
     return ls
+
+
+# -- cocotb -----------------------------------------------------------------------------------
+
+class SarAdcBench:
+    """cocotb bench of one controller: clock, reset, command driver, output monitor and the
+    lockstep analog front end (:class:`Lockstep`, checked every cycle).
+
+    Parameters
+    ----------
+    dut : the cocotb handle of a ``sar_adc_controller`` top level.
+    params : dict
+        The controller's parameters (:class:`hdl.sar_adc.SarAdcController`).
+    seed : int
+        Seed of the idle, backpressure and comparator-noise streams.
+    idle, backpressure : float
+        Probability of an idle cycle before a command and of ``ready`` low on ``o``.
+    """
+
+    def __init__(self, dut, params, *, seed, idle=0.3, backpressure=0.3):
+        import cocotb
+        from cocotb.clock import Clock
+        self.dut = dut
+        self.params = dict(params)
+        self.ctl = SarAdcController(**self.params)
+        self.cmd_layout = self.ctl.cmd.payload.shape()
+        self.out_layout = self.ctl.o.payload.shape()
+        self.seed = seed
+        self.idle, self.backpressure = idle, backpressure
+        self.ls = None
+        self.driver = self.monitor = None
+        dut.adc__decision.value = 0
+        dut.cmd__valid.value = 0
+        dut.o__ready.value = 0
+        cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
+
+    async def start(self, reads, **front_end):
+        """Reset, then serve ``reads`` (one row of column values per sample) to the DUT."""
+        import cocotb
+        from tb.cocotb_streams import reset_dut
+        await reset_dut(self.dut)
+        self.front_end_args = front_end
+        self.ls = Lockstep(self.params, AnalogFrontEnd(reads, seed=self.seed, **front_end),
+                           seed=self.seed)
+        self._streams()
+        cocotb.start_soon(self._lockstep())
+
+    def _streams(self):
+        from tb.cocotb_streams import StreamDriver, StreamMonitor
+        self.driver = StreamDriver(self.dut, "cmd", self.cmd_layout, idle=self.idle,
+                                   seed=self.seed + len(self.ls.received))
+        self.monitor = StreamMonitor(self.dut, "o", self.out_layout,
+                                     backpressure=self.backpressure, seed=self.seed + 1)
+
+    def send(self, commands):
+        """Queue :class:`golden.sar_adc.Command` s on ``cmd``."""
+        for c in commands:
+            self.driver.send(c.as_dict())
+
+    async def _lockstep(self):
+        from cocotb.triggers import FallingEdge, ReadOnly, RisingEdge
+        dut, ls = self.dut, self.ls
+        while True:
+            await FallingEdge(dut.clk)
+            decision = ls.decide(int(dut.adc__sample.value), int(dut.adc__trial_en.value),
+                                 dut.adc__column.value.to_unsigned(),
+                                 dut.adc__trial.value.to_unsigned(),
+                                 dut.adc__bits.value.to_unsigned())
+            dut.adc__decision.value = decision
+            await ReadOnly()
+            if int(dut.rst.value):
+                ls.reset()
+                await RisingEdge(dut.clk)
+                continue
+            cmd_valid = int(dut.cmd__valid.value)
+            cmd = (Command(**unpack(self.cmd_layout, dut.cmd__payload.value.to_unsigned()))
+                   if cmd_valid else None)
+            seen = {
+                "cmd_ready": int(dut.cmd__ready.value), "sample": int(dut.adc__sample.value),
+                "trial_en": int(dut.adc__trial_en.value),
+                "trial": dut.adc__trial.value.to_unsigned(),
+                "column": dut.adc__column.value.to_unsigned(),
+                "bits": dut.adc__bits.value.to_unsigned(),
+                "o_valid": int(dut.o__valid.value), "busy": int(dut.busy.value),
+                "o_payload": unpack(self.out_layout, dut.o__payload.value.to_unsigned()),
+            }
+            ls.edge(seen, cmd_valid=cmd_valid, cmd=cmd, o_ready=int(dut.o__ready.value),
+                    decision=decision)
+            await RisingEdge(dut.clk)
+
+    async def drain(self, limit=1_000_000):
+        """Wait until every command is done and every word taken."""
+        from cocotb.triggers import FallingEdge
+        for _ in range(limit):
+            await FallingEdge(self.dut.clk)
+            m = self.ls.model
+            if not self.driver.pending and m.state == 0 and not m.out_valid \
+                    and not int(self.dut.cmd__valid.value):
+                return
+        raise AssertionError("the controller did not finish")
+
+    async def reset_now(self, reads=None):
+        """Reset at a falling edge for two cycles; new streams and front end afterwards."""
+        from tb.cocotb_streams import reset_dut
+        self.driver.kill()
+        self.monitor.kill()
+        self.dut.o__ready.value = 0
+        await reset_dut(self.dut)
+        if reads is not None:
+            self.ls.fe = AnalogFrontEnd(reads, seed=self.seed, **self.front_end_args)
+        self._streams()
