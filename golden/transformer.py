@@ -63,7 +63,7 @@ from .noise import NoiseConfig
 from .pim_tile import FIELD_IN_BLOCK, FIELD_OUT_BASE, TileConfig, map_matrix
 from .quant import aggregate, dequantize
 
-__all__ = ["LayerConfig", "EncoderLayer", "random_weights", "tile_forward", "relative_l2",
+__all__ = ["LayerConfig", "EncoderLayer", "random_weights", "tile_forward", "relative_l2", "chunk_plan",
            "PROJECTIONS", "TENSORS"]
 
 #: Projection names: the pre-trained weights on the PIM tiles.
@@ -254,6 +254,31 @@ def tile_forward(mapping, x, *, step=0, time=None):
     return np.asarray(aggregate(np.stack(terms)), dtype=np.int64)
 
 
+def chunk_plan(k, n, cell_bits, tile):
+    """Row and column chunks ``[(r0, r1, c0, c1)]`` of a ``(k, n)`` matrix, one tile each.
+
+    Rows are cut at the tile's input buffer (``row_blocks * rows``); each row chunk's columns
+    are cut into whole crossbar columns (``n_out`` weights), as many per tile as its
+    ``crossbars`` (over the chunk's row blocks) and ``outputs`` allow. A chunk needs
+    ``ceil((r1 - r0) / rows) * ceil((c1 - c0) / n_out)`` crossbars (fewer if a block is all
+    zero: :func:`golden.pim_tile.map_matrix` skips those).
+    """
+    rows_max = tile.row_blocks * tile.rows
+    n_out = tile.n_out(cell_bits)
+    plan = []
+    for r0 in range(0, k, rows_max):
+        r1 = min(k, r0 + rows_max)
+        blocks = -(-(r1 - r0) // tile.rows)
+        per_tile = min(tile.crossbars // blocks, tile.outputs // n_out)
+        if per_tile < 1:
+            raise ValueError(f"tile.crossbars ({tile.crossbars}) is less than the {blocks} row "
+                             f"blocks of one column of crossbars")
+        width = per_tile * n_out
+        for c0 in range(0, n, width):
+            plan.append((r0, r1, c0, min(n, c0 + width)))
+    return plan
+
+
 def _frac_for(maxabs, bits):
     """Largest ``f`` with ``maxabs * 2**f <= 2**(bits-1) - 1``."""
     if not maxabs > 0:
@@ -393,21 +418,7 @@ class EncoderLayer:
         return out
 
     def _chunk_plan(self, k, n, cell_bits, tile):
-        """Row and column chunks ``[(r0, r1, c0, c1)]`` of a ``(k, n)`` matrix, one tile each."""
-        rows_max = tile.row_blocks * tile.rows
-        n_out = tile.n_out(cell_bits)
-        plan = []
-        for r0 in range(0, k, rows_max):
-            r1 = min(k, r0 + rows_max)
-            blocks = -(-(r1 - r0) // tile.rows)
-            per_tile = min(tile.crossbars // blocks, tile.outputs // n_out)
-            if per_tile < 1:
-                raise ValueError(f"tile.crossbars ({tile.crossbars}) is less than the {blocks} row "
-                                 f"blocks of one column of crossbars")
-            width = per_tile * n_out
-            for c0 in range(0, n, width):
-                plan.append((r0, r1, c0, min(n, c0 + width)))
-        return plan
+        return chunk_plan(k, n, cell_bits, tile)
 
     def _map(self, name, mi):
         cfg = self._cfg
