@@ -266,7 +266,10 @@ def _synth_module(name, text, child_texts, *, lib, work, pool, macros, fast, lea
                        "select -clear"]
         script += ["design -load pre_abc"]
         if lib is not None:
-            path = str(Path(lib.path).resolve())
+            # Relative to the Yosys working directory: the WebAssembly Yosys maps its own
+            # temporary folder over /tmp, so an absolute path under /tmp (a clone there) is
+            # not found; relative paths reach the host's folders through its '..' mounts.
+            path = os.path.relpath(Path(lib.path).resolve(), work.resolve())
             script += [f"read_liberty -lib {path}",
                        f"dfflibmap -liberty {path}",
                        f"abc -liberty {path}" + (f" -script {ABC_FAST_SCRIPT}"

@@ -1,6 +1,7 @@
 """Tests of the synthesis flow (synth/): parser on real Yosys output, every block on a small
 configuration, Liberty errors, areas positive and growing with size, comparisons, sweeps."""
 
+import shutil
 import json
 from pathlib import Path
 
@@ -247,3 +248,14 @@ def test_lean_mapping_is_labelled_and_cached(tmp_path):
                        lean_bits=-1, cache_dir=tmp_path / "cache")
     assert all(m["cached"] for m in again["modules"].values())
     assert again["area_um2"] == lean["area_um2"]
+
+
+def test_liberty_under_tmp_is_found(tmp_path):
+    # The WebAssembly Yosys maps a folder of its own over /tmp: a clone under /tmp (as .ci/run
+    # makes) must still reach its Liberty. tmp_path is under /tmp on Linux.
+    lib = tmp_path / "pdk" / LIBERTY.name
+    lib.parent.mkdir()
+    shutil.copy(LIBERTY, lib)
+    here = synthesize(HIER_V, "top", liberty=LIBERTY, work_dir=tmp_path / "a")
+    there = synthesize(HIER_V, "top", liberty=lib, work_dir=tmp_path / "b")
+    assert there["area_um2"] == here["area_um2"] > 0
