@@ -80,9 +80,9 @@ class ChipConfig:
         Systolic clock (Atleus: 800 MHz); the reference clock of ``*_cycles`` results.
     f_tile : float
         Tile clock. Not in the papers: 1 GHz, the clock at which this repository's tile RTL
-        makes one SAR trial per cycle (``mvm_cycles``). ISAAC's 1.28 GS/s 8-bit ADC would need
-        about 10.3 GHz of this tile's trial clock (9 cycles per sample with one ADC per
-        crossbar); the benchmark reports both.
+        makes one SAR trial per cycle (``mvm_cycles``: 1025 cycles per input plane of a
+        128-column crossbar with one 8-bit ADC). ISAAC's ADC (1.28 GS/s, 128 columns in
+        100 ns) would need 10.25 GHz of this tile's trial clock; the benchmark reports both.
     f_noc : float
         NoC clock. Not in the papers: 1 GHz.
     topology : {"auto", "atleus", "mesh"}

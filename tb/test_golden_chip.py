@@ -136,3 +136,17 @@ def test_bad_configurations():
         map_model("bert-large", ChipConfig(dims=(1, 1, 2)))
     with pytest.raises(TypeError, match="mode must be one of 'finetune', 'inference'"):
         time_model(map_model("bert-base"), mode="train")
+
+
+def test_system_benchmark_writes_its_files(tmp_path):
+    import json
+
+    from tb.bench import system
+    assert system.main(["--model", "bert-base", "--seq", "128", "--no-errors", "--out-dir", str(tmp_path)]) == 0
+    data = json.loads((tmp_path / "system.json").read_text())
+    s = data["models"]["bert-base"]
+    for key in ("crossbars", "tiles", "reram_cores", "systolic_cores", "reram_mac_share",
+                "layer_latency_cycles", "sequence_latency_s", "reram_writes"):
+        assert key in s
+    assert s["crossbars"] == map_model("bert-base").crossbars
+    assert (tmp_path / "system_pipeline.png").stat().st_size > 10_000
