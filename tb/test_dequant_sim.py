@@ -8,7 +8,7 @@ from golden.crossbar import shift_add
 from golden.quant import dequantize
 from golden.shift_add import aggregate_stream, csd_digits, read_sequence, sa_acc_width, shift_add_stream
 from hdl.dequant import Aggregator, Dequantizer, ShiftAddAccumulator, ShiftAddDequantizer
-from tb.dequant_common import beat_dicts, fit, extreme_values, group_stimulus, interesting_scales, random_beats
+from tb.env.dequant import strobe_put, beat_dicts, fit, extreme_values, group_stimulus, interesting_scales, random_beats
 from tb.packing import pack, unpack
 from tb.sim_streams import stream_get, stream_put
 
@@ -137,7 +137,7 @@ def test_dequantizer_sim(rounding, multiplier, out_bits, pipelined, sb):
 
         async def write_scales(ctx, dut=dut, scales=scales):
             for xb, s in enumerate(scales):
-                await stream_put(ctx, dut.cfg, pack(dut.cfg.payload.shape(), {"xbar": xb, "scale": s}))
+                await strobe_put(ctx, dut.cfg, pack(dut.cfg.payload.shape(), {"xbar": xb, "scale": s}))
 
         got = run_streams(dut, ins, n_per, seed=r, before=write_scales)
         assert [g["value"] for g in got] == list(ev), f"round {r} scales {scales}"
@@ -177,7 +177,7 @@ def test_group_end_to_end_sim(cell_bits, flip):
 
     async def write_scales(ctx):
         for xb, s in enumerate(scales):
-            await stream_put(ctx, dut.cfg, pack(dut.cfg.payload.shape(), {"xbar": xb, "scale": s}))
+            await strobe_put(ctx, dut.cfg, pack(dut.cfg.payload.shape(), {"xbar": xb, "scale": s}))
 
     got = run_streams(dut, beats, len(ev), seed=4, idle=0.1, stall=0.2, before=write_scales)
     assert [g["value"] for g in got] == list(ev)

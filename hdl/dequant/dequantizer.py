@@ -6,6 +6,7 @@ from amaranth.lib.wiring import In, Out
 
 from golden.quant import ROUNDING_MODES
 
+from ..lib.signatures import strobe
 from ._check import check_bool, check_choice, check_int
 from .shift_add import _ubits
 
@@ -77,8 +78,8 @@ class Dequantizer(wiring.Component):
         ``xbar, column, value`` (the :class:`ShiftAddAccumulator` output).
     o : Out(stream.Signature(dq_output_layout(...)))
         ``xbar, column, value, saturated``.
-    cfg : In(stream.Signature(cfg_layout(...)))
-        Scale-register writes ``xbar, scale`` (always ready); only with ``scale_registers``.
+    cfg : In(strobe(cfg_layout(...)))
+        Scale-register writes ``xbar, scale`` (a strobe); only with ``scale_registers``.
     scales : In(data.ArrayLayout(signed(scale_bits), xbars))
         The scales, only without ``scale_registers``.
     saturated : Out(1)
@@ -105,7 +106,7 @@ class Dequantizer(wiring.Component):
         super().__init__({
             "i": In(stream.Signature(sa_output_layout(columns=columns, xbars=xbars, acc_width=in_width))),
             "o": Out(stream.Signature(dq_output_layout(columns=columns, xbars=xbars, out_bits=out_bits))),
-            **({"cfg": In(stream.Signature(cfg_layout(xbars=xbars, scale_bits=scale_bits)))}
+            **({"cfg": In(strobe(cfg_layout(xbars=xbars, scale_bits=scale_bits)))}
                if scale_registers else
                {"scales": In(data.ArrayLayout(signed(scale_bits), xbars))}),
             "saturated": Out(1),
@@ -143,7 +144,6 @@ class Dequantizer(wiring.Component):
 
         # Scale registers: one raw signed scale per crossbar (or the shared ones of the group).
         if self._scale_registers:
-            m.d.comb += self.cfg.ready.eq(1)
             scale = Array(Signal(signed(sb), name=f"scale{k}") for k in range(self._xbars))
             with m.If(self.cfg.valid):
                 m.d.sync += scale[self.cfg.payload.xbar].eq(self.cfg.payload.scale)

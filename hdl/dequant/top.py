@@ -5,6 +5,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..cells import shared_cell
+from ..lib.signatures import strobe
 from ..registry import block
 from ._check import check_bool, check_int
 from .aggregator import Aggregator, agg_output_layout
@@ -69,8 +70,9 @@ class ShiftAddDequantizer(wiring.Component):
     Members
     -------
     i : In(stream.Signature(data.ArrayLayout(<S&A input layout>, units)))
-    cfg : In(stream.Signature(cfg_layout(...)))
-        Scale writes (always ready) into the group's scale registers, shared by the lanes.
+    cfg : In(strobe(cfg_layout(...)))
+        Scale writes (a strobe: one write per cycle with ``valid``) into the group's scale
+        registers, shared by the lanes.
     o : Out(stream.Signature(agg_output_layout(...)))
         ``value, saturated, column``.
     saturated : Out(1)
@@ -94,22 +96,23 @@ class ShiftAddDequantizer(wiring.Component):
         self._sa_kw = dict(adc_bits=adc_bits, input_bits=input_bits, weight_bits=weight_bits,
                            cell_bits=cell_bits, columns=columns, xbars=xbars, rows=rows,
                            encoding=encoding, flip=check_bool("flip", flip))
+        # Lane 0's cells and the aggregator, built here for their derived widths and latencies
+        # and used as they are in elaborate (nothing is constructed that is not used).
         self._sa = ShiftAddAccumulator(**self._sa_kw)
         self._dq_kw = dict(in_width=self._sa.acc_width, columns=columns, xbars=xbars,
                            scale_bits=scale_bits, scale_frac_bits=scale_frac_bits,
                            out_bits=out_bits, rounding=rounding, multiplier=multiplier,
                            pipelined_tree=pipelined_tree, scale_registers=False)
-        dq = Dequantizer(**self._dq_kw)
+        self._dq = Dequantizer(**self._dq_kw)
         self._agg_kw = dict(lanes=units, beats=beats, in_bits=out_bits, columns=columns)
-        agg = Aggregator(**self._agg_kw)
-        self._latency = self._sa.latency + dq.latency + agg.latency
-        for unused in (self._sa, dq, agg):      # templates for the parameters only
-            unused._MustUse__silence = True
+        self._agg = Aggregator(**self._agg_kw)
+        self._latency = self._sa.latency + self._dq.latency + self._agg.latency
         self._params = dict(self._sa_kw, **self._dq_kw)
         super().__init__({
             "i": In(stream.Signature(data.ArrayLayout(self._sa.input_layout, units))),
-            "cfg": In(stream.Signature(cfg_layout(xbars=xbars, scale_bits=scale_bits))),
-            "o": Out(stream.Signature(agg_output_layout(out_width=agg.out_width, columns=columns))),
+            "cfg": In(strobe(cfg_layout(xbars=xbars, scale_bits=scale_bits))),
+            "o": Out(stream.Signature(agg_output_layout(out_width=self._agg.out_width,
+                                                        columns=columns))),
             "saturated": Out(1),
             "clear_saturated": In(1),
         })
@@ -123,11 +126,9 @@ class ShiftAddDequantizer(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         n = self._units
-        sa = [ShiftAddAccumulator(**self._sa_kw) for _ in range(n)]
-        dq = [Dequantizer(**self._dq_kw) for _ in range(n)]
-        agg = Aggregator(**self._agg_kw)
-        for cell in sa + dq:    # Verilog generation elaborates one cell per shared module
-            cell._MustUse__silence = True
+        sa = [self._sa] + [ShiftAddAccumulator(**self._sa_kw) for _ in range(n - 1)]
+        dq = [self._dq] + [Dequantizer(**self._dq_kw) for _ in range(n - 1)]
+        agg = self._agg
         # The group's scale registers (Atleus: one 16-byte scale register per group of 8),
         # shared by the lanes' dequantizers.
         scales = Signal(data.ArrayLayout(signed(self._dq_kw["scale_bits"]), self._xbars))
@@ -145,7 +146,6 @@ class ShiftAddDequantizer(wiring.Component):
                 dq[u].clear_saturated.eq(self.clear_saturated),
             ]
         m.submodules.agg = agg
-        m.d.comb += self.cfg.ready.eq(1)
 
         # Fork: a beat enters all lanes at once.
         all_ready = Signal()

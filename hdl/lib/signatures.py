@@ -6,15 +6,19 @@ column mux, capacitor DAC and comparator). The controller holds it as ``Out``; a
 drives a crossbar's ADCs forwards an array of them; a testbench or a formal harness plays the
 front end (it sees the bundle flipped).
 
-Strobes that carry no backpressure are ``stream.Signature(shape, always_ready=True)`` streams
-(:func:`strobe`): ``valid`` is the strobe, ``payload`` what it carries, and there is no ``ready``.
+Strobes that carry no backpressure are :class:`StrobeSignature` s (:func:`strobe`): ``valid``
+is the strobe, ``payload`` what it carries, and there is no ``ready`` -- the members of
+``stream.Signature(shape, always_ready=True)`` without its constant ``ready``, which Amaranth
+0.5 cannot emit as a Verilog port (``amaranth.back.verilog.convert`` and shared-cell instances
+reject a constant port), so a strobe can cross a top or a shared cell's boundary and fan out
+to several receivers with one ``wiring.connect`` each.
 """
 
-from amaranth import unsigned
-from amaranth.lib import stream, wiring
+from amaranth import Shape, unsigned
+from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["AdcPortSignature", "strobe"]
+__all__ = ["AdcPortSignature", "StrobeSignature", "strobe"]
 
 
 def _check_int(name, value, lo, hi):
@@ -23,13 +27,45 @@ def _check_int(name, value, lo, hi):
     return value
 
 
-def strobe(shape):
-    """A one-cycle strobe carrying ``shape``: ``stream.Signature(shape, always_ready=True)``.
+class StrobeSignature(wiring.Signature):
+    """A strobe carrying ``payload_shape``: ``valid`` and ``payload``, driven by the sender.
 
-    The receiver takes the payload in every cycle with ``valid`` high; it cannot stall the
-    sender.
+    Contract: the receiver takes ``payload`` in every cycle in which ``valid`` is high; it
+    cannot stall the sender (an always-ready stream).
+
+    Parameters
+    ----------
+    payload_shape : shape-like
+
+    Members
+    -------
+    valid : Out(1)
+    payload : Out(payload_shape)
     """
-    return stream.Signature(shape, always_ready=True)
+
+    def __init__(self, payload_shape):
+        try:
+            Shape.cast(payload_shape)
+        except TypeError:
+            raise TypeError(f"Payload shape must be a shape-like object, not {payload_shape!r}") \
+                from None
+        self._payload_shape = payload_shape
+        super().__init__({"valid": Out(1), "payload": Out(payload_shape)})
+
+    @property
+    def payload_shape(self):
+        return self._payload_shape
+
+    def __eq__(self, other):
+        return type(other) is type(self) and self.payload_shape == other.payload_shape
+
+    def __repr__(self):
+        return f"StrobeSignature({self.payload_shape!r})"
+
+
+def strobe(payload_shape):
+    """The signature of a strobe carrying ``payload_shape`` (:class:`StrobeSignature`)."""
+    return StrobeSignature(payload_shape)
 
 
 class AdcPortSignature(wiring.Signature):

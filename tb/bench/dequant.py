@@ -32,9 +32,10 @@ from golden.quant import dequantize
 from golden.shift_add import read_sequence, shift_add_stream
 from hdl.dequant import Dequantizer, ShiftAddAccumulator, ShiftAddDequantizer
 from hdl.dequant.dequantizer import cfg_layout
+from hdl.lib.signatures import strobe
 from hdl.verilog import generate
 from synth.liberty import DEFAULT_LIBERTY
-from tb.dequant_common import fit, group_stimulus
+from tb.env.dequant import fit, group_stimulus
 from tb.packing import pack, unpack
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -47,11 +48,12 @@ class _Lane(wiring.Component):
     def __init__(self, multiplier="csd", with_dequant=True, pipelined_tree=True):
         self._sa = ShiftAddAccumulator()
         self._with = with_dequant
-        self._dq = Dequantizer(in_width=self._sa.acc_width, multiplier=multiplier,
-                               pipelined_tree=pipelined_tree)
+        # The dequantizer only when it is used (nothing unused is constructed).
+        self._dq = (Dequantizer(in_width=self._sa.acc_width, multiplier=multiplier,
+                                pipelined_tree=pipelined_tree) if with_dequant else None)
         o = self._dq.o if with_dequant else self._sa.o      # the lane's output port
         super().__init__({"i": In(stream.Signature(self._sa.input_layout)),
-                          "cfg": In(stream.Signature(cfg_layout(xbars=8, scale_bits=16))),
+                          "cfg": In(strobe(cfg_layout(xbars=8, scale_bits=16))),
                           "o": Out(stream.Signature(o.payload.shape()))})
 
     def elaborate(self, platform):
@@ -64,8 +66,6 @@ class _Lane(wiring.Component):
             wiring.connect(m, wiring.flipped(self.cfg), self._dq.cfg)
             wiring.connect(m, self._dq.o, wiring.flipped(self.o))
         else:
-            self._dq._MustUse__silence = True
-            m.d.comb += self.cfg.ready.eq(1)
             wiring.connect(m, self._sa.o, wiring.flipped(self.o))
         return m
 

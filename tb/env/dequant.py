@@ -1,4 +1,8 @@
-"""Stimulus shared by the dequantizer tests (Amaranth sim and cocotb): golden-model driven."""
+"""Dequantizer test environment: golden-model stimulus (Amaranth sim and cocotb) and the
+cocotb bench :class:`DequantBench` (clock, reset, drivers, monitor, in-order scoreboard).
+
+Used by ``tb/test_dequant_sim.py``, ``tb/test_dequant_verilator.py`` and ``tb/bench/dequant.py``.
+"""
 
 import numpy as np
 from amaranth.lib import data
@@ -7,7 +11,8 @@ from golden.crossbar import Crossbar, CrossbarConfig
 from golden.quant import aggregate, dequantize
 from golden.shift_add import aggregate_stream, dequantize_stream, read_sequence, shift_add_stream
 
-__all__ = ["fit", "beat_dicts", "random_beats", "extreme_values", "interesting_scales", "group_stimulus"]
+__all__ = ["fit", "beat_dicts", "random_beats", "extreme_values", "interesting_scales", "group_stimulus",
+           "strobe_put", "StrobeDriver", "DequantBench"]
 
 
 def random_beats(rng, *, reads, n_out, input_bits, n_slices, adc_bits, rows, xbars, flip, extreme=False,
@@ -134,3 +139,146 @@ def group_stimulus(rng, *, rows, n_out, xbars, units, cell_bits, weight_bits=8, 
     np.testing.assert_array_equal(chain, expected)
     np.testing.assert_array_equal(chain_sat, expected_sat)
     return beats, [int(s) for s in scales], (expected, expected_sat)
+
+
+# -- Amaranth simulator -----------------------------------------------------------------------
+
+async def strobe_put(ctx, port, payload):
+    """Drive one strobe (:class:`hdl.lib.signatures.StrobeSignature`): ``valid`` for one cycle
+    with ``payload`` (an int, packed for struct payloads)."""
+    target = port.payload
+    if isinstance(target, data.View) and isinstance(payload, int):
+        target = target.as_value()
+    ctx.set(port.valid, 1)
+    ctx.set(target, payload)
+    await ctx.tick()
+    ctx.set(port.valid, 0)
+
+
+# -- cocotb -----------------------------------------------------------------------------------
+
+class StrobeDriver:
+    """Drives an always-ready stream (a strobe: ``<name>__valid``, ``<name>__payload``, no
+    ``ready``): one queued payload per cycle, with seeded random idle cycles; sleeps while the
+    queue is empty.
+
+    Members
+    -------
+    send(value)
+        Queue a payload (a dict for a struct layout).
+    pending : int
+        Payloads not yet driven.
+    kill()
+        Stop (``valid`` is dropped at the next falling edge).
+    """
+
+    def __init__(self, dut, name, layout, *, idle=0.0, seed=0):
+        import random
+
+        import cocotb
+        from cocotb.triggers import Event
+        self._clk = dut.clk
+        self._valid = getattr(dut, f"{name}__valid")
+        self._payload = getattr(dut, f"{name}__payload")
+        self._layout = layout
+        self._idle = idle
+        self._rng = random.Random(seed)
+        self._queue = []
+        self._wake = Event()
+        self._valid.value = 0
+        self._task = cocotb.start_soon(self._run())
+
+    @property
+    def pending(self):
+        return len(self._queue)
+
+    def send(self, value):
+        from tb.packing import pack
+        self._queue.append(pack(self._layout, value))
+        self._wake.set()
+
+    def kill(self):
+        self._task.cancel()
+        self._valid.value = 0
+
+    async def _run(self):
+        from cocotb.triggers import FallingEdge
+        valid = 0
+        while True:
+            if not self._queue:
+                if valid:
+                    await FallingEdge(self._clk)
+                    self._valid.value = valid = 0
+                self._wake.clear()
+                await self._wake.wait()
+            await FallingEdge(self._clk)
+            if self._idle and self._rng.random() < self._idle:
+                if valid:
+                    self._valid.value = valid = 0
+                continue
+            self._payload.value = self._queue.pop(0)
+            if not valid:
+                self._valid.value = valid = 1
+
+
+class DequantBench:
+    """cocotb bench of :class:`hdl.dequant.ShiftAddDequantizer` or
+    :class:`hdl.dequant.Dequantizer`: clock, reset, the ``i`` driver and ``cfg`` strobe writer
+    with random idle cycles, the ``o`` monitor with random backpressure, and the in-order
+    scoreboard (:meth:`drain`).
+
+    Parameters
+    ----------
+    dut : the cocotb handle.
+    block : the elaborated component (for its payload layouts).
+    """
+
+    def __init__(self, dut, block):
+        import cocotb
+        from cocotb.clock import Clock
+        self.dut = dut
+        self.in_layout = block.i.payload.shape()
+        self.cfg_layout = block.cfg.payload.shape()
+        self.out_layout = block.o.payload.shape()
+        self.drv = self.cfg = self.mon = None
+        cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
+        dut.clear_saturated.value = 0
+
+    async def reset(self):
+        """Reset the DUT (the scale registers clear); running drivers are stopped."""
+        from tb.cocotb_streams import reset_dut
+        for t in (self.drv, self.cfg, self.mon):
+            if t is not None:
+                t.kill()
+        await reset_dut(self.dut)
+
+    def streams(self, *, seed, idle=0.0, cfg_idle=0.0, backpressure=0.0):
+        """Fresh ``i``/``cfg`` drivers and ``o`` monitor (seeds ``seed``, ``+1``, ``+2``)."""
+        from tb.cocotb_streams import StreamDriver, StreamMonitor
+        self.drv = StreamDriver(self.dut, "i", self.in_layout, idle=idle, seed=seed)
+        self.cfg = StrobeDriver(self.dut, "cfg", self.cfg_layout, idle=cfg_idle, seed=seed + 1)
+        self.mon = StreamMonitor(self.dut, "o", self.out_layout, backpressure=backpressure,
+                                 seed=seed + 2)
+
+    async def write_scales(self, scales):
+        """Write every crossbar's scale and wait until the writes are done."""
+        from cocotb.triggers import ClockCycles, RisingEdge
+        for xb, scale in enumerate(scales):
+            self.cfg.send({"xbar": xb, "scale": int(scale)})
+        while self.cfg.pending:
+            await RisingEdge(self.dut.clk)
+        await ClockCycles(self.dut.clk, 2)
+
+    def send(self, beats):
+        for b in beats:
+            self.drv.send(fit(self.in_layout, b))
+
+    async def drain(self, n, limit=20000):
+        """Wait for ``n`` words in total on ``o``; nothing more may follow."""
+        from cocotb.triggers import ClockCycles, RisingEdge
+        for _ in range(limit):
+            if len(self.mon.received) >= n:
+                break
+            await RisingEdge(self.dut.clk)
+        await ClockCycles(self.dut.clk, 30)
+        assert len(self.mon.received) == n, f"received {len(self.mon.received)} of {n}"
