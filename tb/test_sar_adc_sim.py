@@ -146,3 +146,29 @@ def test_sar_adc_shared_cell():
     text = generate(Tile(), "tile")
     assert text.count("module sar_adc_controller(") == 1
     assert text.count("sar_adc_controller adc") == 3
+
+
+def test_adc_port_signature():
+    """The controller's analog ports are one AdcPortSignature; the bundle checks its parameters."""
+    from amaranth import Shape, unsigned
+    from amaranth.lib import wiring
+
+    from hdl.lib.signatures import AdcPortSignature, StrobeSignature, strobe
+    ctl = SarAdcController(7, columns=12, resolutions=(6, 7))
+    sig = AdcPortSignature(max_bits=7, columns=12)
+    assert ctl.signature.members["adc"].signature == sig
+    assert sig != AdcPortSignature(max_bits=7, columns=16)
+    assert repr(sig) == "AdcPortSignature(max_bits=7, columns=12)"
+    assert {n: (m.flow, Shape.cast(m.shape)) for n, m in sig.members.items()} == {
+        "sample": (wiring.Out, unsigned(1)), "column": (wiring.Out, unsigned(4)),
+        "trial": (wiring.Out, unsigned(7)), "trial_en": (wiring.Out, unsigned(1)),
+        "bits": (wiring.Out, unsigned(3)), "decision": (wiring.In, unsigned(1))}
+    with pytest.raises(TypeError, match=r"max_bits must be an integer from 1 to 16, not 0"):
+        AdcPortSignature(max_bits=0, columns=4)
+    with pytest.raises(TypeError, match=r"columns must be an integer from 1 to 4096, not 5000"):
+        AdcPortSignature(max_bits=4, columns=5000)
+    assert strobe(unsigned(3)) == StrobeSignature(unsigned(3)) != StrobeSignature(unsigned(4))
+    assert set(strobe(8).members) == {"valid", "payload"}
+    assert repr(strobe(unsigned(3))) == "StrobeSignature(unsigned(3))"
+    with pytest.raises(TypeError, match=r"Payload shape must be a shape-like object, not 'x'"):
+        StrobeSignature("x")
