@@ -225,6 +225,13 @@ def finetune_experiment(*, d=64, r=4, steps=300, batch=32, n_test=256, lr=0.02, 
     chip_err = relative_l2(y0_cal, x_cal * 2.0 ** -fx @ w0)
     if injection_sigma is None:
         injection_sigma = float(chip_err * np.sqrt(np.mean(w0 ** 2)) / np.abs(w0).max())
+    # How much of the chip's error a linear correction of any rank can remove: the best
+    # full-rank correction E (least squares on a fit batch), applied to the test set.
+    x_fit = quantize_pow2(rng.normal(0, 1, (8 * d, d)), bits, fx)[0]
+    xr_fit = x_fit * 2.0 ** -fx
+    e_fit, *_ = np.linalg.lstsq(xr_fit, chip(x_fit, 4 * 10 ** 9) - xr_fit @ w0, rcond=None)
+    y_chip_test = chip(xq_test, 5 * 10 ** 9)
+    linear_err = relative_l2(y_chip_test - xr_test @ e_fit, xr_test @ w0)
     gdc = {}
     for name, t in DRIFT_TIMES.items():
         if drift_compensation and t != DRIFT_TIMES["t0"]:
@@ -247,6 +254,7 @@ def finetune_experiment(*, d=64, r=4, steps=300, batch=32, n_test=256, lr=0.02, 
                                                  ("prog_sigma", "read_sigma", "drift_nu", "drift_nu_sigma")},
                          "injection_sigma_rel_max": injection_sigma,
                          "chip_rel_output_error_t0": chip_err,
+                         "chip_error_after_best_linear_correction": linear_err,
                          "drift_compensation": drift_compensation},
               "no_lora": {k: evaluate(None, k) for k in DRIFT_TIMES},
               "loss_curve": {}, "final": {}}

@@ -97,3 +97,14 @@ def test_bad_parameters():
         finetune_experiment(d=16, r=2, steps=1, modes=("magic",))
     with pytest.raises(TypeError, match="bits must be an integer from 2 to 32"):
         quantize_pow2(np.ones(3), bits=1)
+
+
+def test_lora_benchmark_writes_its_files(tmp_path):
+    import json
+
+    from tb.bench import lora
+    assert lora.main(["--ranks", "2", "--steps", "3", "--d", "16", "--out-dir", str(tmp_path)]) == 0
+    data = json.loads((tmp_path / "lora.json").read_text())
+    assert set(data["experiments"]["r2"]["final"]) == {"hw_aware", "injection", "ideal"}
+    assert all(v < 0.05 for v in data["gradients"]["rel_err"].values())
+    assert (tmp_path / "lora_curve.png").stat().st_size > 10_000
