@@ -40,7 +40,7 @@ from ._check import check_choice, check_int, check_real
 from .pim_tile import DEFAULT_ADC_BITS, TileConfig, mvm_cycles
 from .transformer import LayerConfig, chunk_plan
 
-__all__ = ["ChipConfig", "MODELS", "ModelSpec", "model_spec", "Placement", "map_model",
+__all__ = ["ChipConfig", "MODELS", "REGRESSION_TILE", "REGRESSION_CHIP", "REGRESSION_LAYER", "ModelSpec", "model_spec", "Placement", "map_model",
            "Op", "Timing", "time_model", "systolic_kernels", "transfer_cycles", "reram_op_cycles",
            "mac_counts", "all_reram_writes"]
 
@@ -201,6 +201,16 @@ class ChipConfig:
 
 
 _NETS = {}
+
+#: The small regression chip the chip RTL is checked on (cycle for cycle against
+#: :func:`time_model`, bit for bit against :class:`golden.transformer.EncoderLayer`): 2x2 cores
+#: on 2 tiers (one systolic, one ReRAM; 3D mesh NoC), 8 tiles of 16 32x32 crossbars per ReRAM
+#: core (lossless 8-bit ADCs: 32 rows x 3 levels < 256), 16x8 systolic arrays with 64 kb SRAM.
+REGRESSION_TILE = TileConfig(crossbars=16, rows=32, cols=32, row_blocks=8, outputs=256, group=8)
+REGRESSION_CHIP = ChipConfig(dims=(2, 2, 2), tiles_per_core=8, tile=REGRESSION_TILE, systolic_rows=16,
+                             systolic_cols=8, systolic_sram_bits=1 << 16)
+#: Its layer: d_model 64, 2 heads, d_ff 256, 16 tokens, LoRA rank 4 on W^Q and W^V.
+REGRESSION_LAYER = LayerConfig(d_model=64, heads=2, d_ff=256, seq_len=16, lora_rank=4)
 
 
 @dataclass(frozen=True)
@@ -666,7 +676,7 @@ class Timing:
         self.noc_bytes = noc_bytes
         self.hbm_bytes = hbm_bytes
         self.macs = macs
-        self.reprogram_s = reprogram_s
+        self._reprogram_s = reprogram_s
 
     @property
     def chip(self):
@@ -682,11 +692,16 @@ class Timing:
         return max(self.resource_busy.values())
 
     @property
+    def reprogram_s(self):
+        """Time to reprogram the crossbars of one round of resident layers."""
+        return self._reprogram_s
+
+    @property
     def sequence_latency_s(self):
         """One sequence through every layer (layers in sequence), plus, for a multiplexed
-        model, the reprogramming between rounds amortized over the batch."""
+        model, the ``rounds - 1`` reprogrammings it waits for (not amortized: latency)."""
         p = self.placement
-        return p.spec.layers * self.layer_latency_s + self.reprogram_s * (p.rounds - 1 if p.rounds > 1 else 0) / self.batch
+        return p.spec.layers * self.layer_latency_s + self.reprogram_s * (p.rounds - 1)
 
     @property
     def throughput_seq_per_s(self):
@@ -721,6 +736,7 @@ class Timing:
             "layer_latency_cycles": self.layer_latency_cycles,
             "layer_latency_s": self.layer_latency_s,
             "sequence_latency_s": self.sequence_latency_s,
+            "reprogram_s": self.reprogram_s,
             "throughput_seq_per_s": self.throughput_seq_per_s,
             "bottleneck": max(self.resource_busy, key=self.resource_busy.get),
             "bottleneck_s": self.bottleneck_s,

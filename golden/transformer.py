@@ -64,10 +64,13 @@ from .pim_tile import FIELD_IN_BLOCK, FIELD_OUT_BASE, TileConfig, map_matrix
 from .quant import aggregate, dequantize
 
 __all__ = ["LayerConfig", "EncoderLayer", "random_weights", "tile_forward", "relative_l2", "chunk_plan",
-           "PROJECTIONS", "TENSORS"]
+           "PROJECTIONS", "MATRICES", "TENSORS"]
 
 #: Projection names: the pre-trained weights on the PIM tiles.
 PROJECTIONS = ("wq", "wk", "wv", "wo", "w1", "w2")
+#: The matrices on the tiles: W^Q, W^K and W^V share their input and are one ``(d, 3d)``
+#: matrix ``[W^Q | W^K | W^V]`` (one ``out_frac_bits``), as :func:`golden.chip.map_model` places it.
+MATRICES = ("wqkv", "wo", "w1", "w2")
 #: Calibrated tensors and their width attribute on :class:`LayerConfig`.
 TENSORS = {"x": "act_bits", "q": "act_bits", "k": "act_bits", "v": "act_bits", "s": "score_bits",
            "c": "act_bits", "r1": "res_bits", "h": "act_bits", "f1": "res_bits", "g": "act_bits",
@@ -351,7 +354,7 @@ class EncoderLayer:
             raise ValueError(f"tile.input_bits ({tile.input_bits}) must equal act_bits ({cfg.act_bits})")
         self._chunks = {}
         self._ofb = {}
-        for mi, name in enumerate(PROJECTIONS):
+        for mi, name in enumerate(MATRICES):
             self._chunks[name], self._ofb[name] = self._map(name, mi)
         self._lora = {}
         self.formats = None if formats is None else dict(formats)
@@ -378,8 +381,15 @@ class EncoderLayer:
     def noise(self):
         return self._noise
 
+    def matrix(self, name):
+        """The float matrix ``name`` of :data:`MATRICES` (``wqkv``: ``[W^Q | W^K | W^V]``)."""
+        if name == "wqkv":
+            return np.concatenate([self._w["wq"], self._w["wk"], self._w["wv"]], axis=1)
+        return self._w[name]
+
     def chunks(self, name):
-        """The tiles of projection ``name``: list of ``(rows, cols, TileMapping)`` (slices of W)."""
+        """The tiles of matrix ``name`` (:data:`MATRICES`): list of ``(rows, cols, TileMapping)``
+        (slices of the matrix)."""
         return [(slice(c.r0, c.r1), slice(c.c0, c.c1), c.mapping) for c in self._chunks[name]]
 
     def out_frac_bits(self, name):
@@ -422,8 +432,8 @@ class EncoderLayer:
 
     def _map(self, name, mi):
         cfg = self._cfg
-        tile = replace(self._tile, weight_bits=cfg.weight_bits(name))
-        w = self._w[name]
+        tile = replace(self._tile, weight_bits=cfg.weight_bits("wq" if name == "wqkv" else name))
+        w = self.matrix(name)
         if self._slc_rate is None:
             parts = [(2, w)]
         elif self._slc_rate == 1.0:
@@ -452,9 +462,9 @@ class EncoderLayer:
 
     # ---------------------------------------------------------------- arithmetic
     def project(self, name, x, *, time=None):
-        """Integer ``x @ W_name`` through the tiles: ``(batch, N)`` with ``out_frac_bits(name)``
-        fractional bits (exact sum of the chunks' outputs)."""
-        k, n = self._cfg.shapes()[name]
+        """Integer ``x @ W_name`` through the tiles (``name`` from :data:`MATRICES`): ``(batch, N)``
+        with ``out_frac_bits(name)`` fractional bits (exact sum of the chunks' outputs)."""
+        n = self._cfg.d_model * 3 if name == "wqkv" else self._cfg.shapes()[name][1]
         x = np.asarray(x, dtype=np.int64)
         y = np.zeros((x.shape[0], n), dtype=np.int64)
         for c in self._chunks[name]:
@@ -495,14 +505,14 @@ class EncoderLayer:
     def _bits(self, t):
         return getattr(self._cfg, TENSORS[t])
 
-    def _projection_out(self, name, x, target, xin_fmt, time):
-        """Projection ``name`` (+ LoRA of ``target``) requantized to tensor ``target``'s format
-        (the tile output has ``out_frac_bits + xin_fmt`` fractional bits)."""
+    def _projection_out(self, name, x, target, xin_fmt, time, y=None, lt=None):
+        """Projection ``name`` (+ LoRA of ``lt``) requantized to tensor ``target``'s format
+        (the tile output ``y`` has ``out_frac_bits(name) + xin_fmt`` fractional bits)."""
         cfg = self._cfg
-        y = self.project(name, x, time=time)
+        y = self.project(name, x, time=time) if y is None else y
         f = self._fmt(target)
         acc = nl.rshift_round(y, self._ofb[name] + xin_fmt - f)
-        lt = {"wq": "q", "wk": "k", "wv": "v", "wo": "o"}.get(name)
+        lt = {"wo": "o"}.get(name) if lt is None else lt
         if cfg.lora_rank and lt in cfg.lora_targets:
             ai, fa, bi, fb = self.lora_operands(lt)
             ft = self._fmt("t" + lt)
@@ -534,9 +544,10 @@ class EncoderLayer:
             raise ValueError(f"x must have shape {(cfg.seq_len, cfg.d_model)}, not {x.shape}")
         F = self._fmt
         fx = F("x")
-        q = self._projection_out("wq", x, "q", fx, time)
-        k = self._projection_out("wk", x, "k", fx, time)
-        v = self._projection_out("wv", x, "v", fx, time)
+        d = cfg.d_model
+        yqkv = self.project("wqkv", x, time=time)
+        q, k, v = (self._projection_out("wqkv", x, t, fx, time, y=yqkv[:, i * d:(i + 1) * d], lt=t)
+                   for i, t in enumerate("qkv"))
         dh = cfg.d_head
         s_scale = 2.0 ** -F("s") / math.sqrt(dh)
         ctx = np.zeros_like(q)

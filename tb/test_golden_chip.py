@@ -5,17 +5,14 @@ import math
 import pytest
 
 from golden import noc, systolic
-from golden.chip import (MODELS, ChipConfig, all_reram_writes, map_model, mac_counts, model_spec,
+from golden.chip import (MODELS, REGRESSION_CHIP, REGRESSION_LAYER, REGRESSION_TILE, ChipConfig, all_reram_writes, map_model, mac_counts, model_spec,
                          reram_op_cycles, systolic_kernels, time_model, transfer_cycles)
-from golden.pim_tile import TileConfig, mvm_cycles
+from golden.pim_tile import mvm_cycles
 from golden.transformer import LayerConfig
 
 # The regression chip the RTL issue builds: 2x2x2 cores, tiles of 16 32x32 crossbars, 16x8
 # systolic arrays, d_model 64, 2 heads, seq_len 16, LoRA rank 4.
-SMALL_TILE = TileConfig(crossbars=16, rows=32, cols=32, row_blocks=8, outputs=256, group=8)
-SMALL_CHIP = ChipConfig(dims=(2, 2, 2), tiles_per_core=8, tile=SMALL_TILE, systolic_rows=16,
-                        systolic_cols=8, systolic_sram_bits=1 << 16)
-SMALL_LAYER = LayerConfig(d_model=64, heads=2, d_ff=256, seq_len=16, lora_rank=4)
+SMALL_TILE, SMALL_CHIP, SMALL_LAYER = REGRESSION_TILE, REGRESSION_CHIP, REGRESSION_LAYER
 
 
 def test_bert_large_counts_against_hand_arithmetic():
@@ -105,6 +102,8 @@ def test_timing_outputs_and_mac_share():
     assert 0 < s["reram_mac_share"] < 1
     assert s["stage_delays_s"]["S2"]["compute"] > 0
     assert s["layer_latency_cycles"] == math.ceil(t.layer_latency_s * 800e6)
+    # GPT-2 Medium needs two rounds: a sequence waits for one reprogramming.
+    assert math.isclose(t.sequence_latency_s, 24 * t.layer_latency_s + t.reprogram_s)
 
 
 def test_all_reram_baseline_writes():
@@ -150,3 +149,17 @@ def test_system_benchmark_writes_its_files(tmp_path):
         assert key in s
     assert s["crossbars"] == map_model("bert-base").crossbars
     assert (tmp_path / "system_pipeline.png").stat().st_size > 10_000
+
+
+def test_bit_true_layer_and_mapper_agree_on_the_regression_chip():
+    from golden.transformer import EncoderLayer, random_weights
+    layer = EncoderLayer(SMALL_LAYER, random_weights(SMALL_LAYER), tile=SMALL_TILE)
+    p = map_model(SMALL_LAYER, SMALL_CHIP)
+    for m in ("wqkv", "wo", "w1", "w2"):
+        placed = [u for u in p.layer_tiles[0] if u.matrix == m]
+        chunks = layer.chunks(m)
+        assert len(placed) == len(chunks), m
+        assert sorted(u.crossbars for u in placed) == sorted(len(c[2].crossbar_bits) for c in chunks), m
+        # The tile timing uses the same crossbars at the same ADC resolutions.
+        for u, (_, _, mp) in zip(placed, chunks):
+            assert mvm_cycles(SMALL_TILE, mp.crossbar_bits) == reram_op_cycles(SMALL_CHIP, [u], 1)

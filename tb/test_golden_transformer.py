@@ -22,7 +22,7 @@ class PlainLayer(EncoderLayer):
 
     def project(self, name, x, *, time=None):
         t = self.tile
-        n = self.cfg.shapes()[name][1]
+        n = 3 * self.cfg.d_model if name == "wqkv" else self.cfg.shapes()[name][1]
         y = np.zeros((x.shape[0], n), dtype=np.int64)
         for rows, cols, m in self.chunks(name):
             xs = x[:, rows]
@@ -77,7 +77,7 @@ def test_systolic_gemm_is_the_tiled_array_flow():
 def test_tile_forward_with_time_matches_golden():
     layer = EncoderLayer(CFG, random_weights(CFG), tile=SMALL)
     x = np.random.default_rng(2).integers(-128, 128, (5, 64))
-    for _, _, m in layer.chunks("wq"):
+    for _, _, m in layer.chunks("wqkv"):
         assert (tile_forward(m, x, time=0.0) == m.golden(x)[0]).all()
         assert (tile_forward(m, x) == m.golden(x)[0]).all()
 
