@@ -31,7 +31,7 @@ Units: every ``*_cycles`` value in results is in cycles of the systolic clock
 """
 
 import math
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -40,7 +40,8 @@ from ._check import check_choice, check_int, check_real
 from .pim_tile import DEFAULT_ADC_BITS, TileConfig, mvm_cycles
 from .transformer import LayerConfig, chunk_plan
 
-__all__ = ["ChipConfig", "MODELS", "REGRESSION_TILE", "REGRESSION_CHIP", "REGRESSION_LAYER", "ModelSpec", "model_spec", "Placement", "map_model",
+__all__ = ["ChipConfig", "MODELS", "REGRESSION_TILE", "REGRESSION_CHIP", "REGRESSION_LAYER",
+           "ModelSpec", "model_spec", "Placement", "map_model",
            "Op", "Timing", "time_model", "systolic_kernels", "transfer_cycles", "reram_op_cycles",
            "mac_counts", "all_reram_writes"]
 
@@ -609,7 +610,9 @@ def mac_counts(cfg, *, mode="finetune"):
     fine-tuning, the three backward GEMMs), and ``systolic_paper_eq3`` (Eq. 3 as written:
     ``d n^2 + 2k d r n``, which leaves out P.V's ``d n^2`` and counts one GEMM per LoRA pass)."""
     m = cfg.macs()
-    sys = m["systolic_attention"] + m["systolic_lora_fwd"] + (m["systolic_lora_bwd"] if mode == "finetune" else 0)
+    sys = m["systolic_attention"] + m["systolic_lora_fwd"]
+    if mode == "finetune":
+        sys += m["systolic_lora_bwd"]
     n, d, r, k = cfg.seq_len, cfg.d_model, cfg.lora_rank, len(cfg.lora_targets)
     eq3 = d * n * n + (2 * k if mode == "finetune" else k) * d * r * n
     return {"reram": m["reram"], "systolic": sys, "systolic_paper_eq3": eq3,
@@ -708,7 +711,9 @@ class Timing:
         """Sequences per second with the layer pipeline full: one per bottleneck time per round
         of resident layers (rounds run one after the other), reprogramming amortized."""
         p = self.placement
-        per_seq = self.bottleneck_s * p.rounds + (self.reprogram_s * p.rounds / self.batch if p.rounds > 1 else 0)
+        per_seq = self.bottleneck_s * p.rounds
+        if p.rounds > 1:
+            per_seq += self.reprogram_s * p.rounds / self.batch
         return 1.0 / per_seq
 
     def utilization(self):
@@ -821,21 +826,35 @@ def time_model(placement, *, mode="finetune", batch=1, layer=0):
                       flits=flits))
         return name
 
-    # Source of the layer input.
+    def hbm(name, nbytes, stage, deps=()):
+        ops.append(Op(name, "hbm", stage, "hbm", math.ceil(nbytes / chip.hbm_bytes_per_s * fs), fs,
+                      tuple(deps)))
+
+    def tile_op(name, matrix, stage, deps):
+        cyc = reram_op_cycles(chip, tiles_of(matrix), n)
+        ops.append(Op(name, f"tiles:{matrix}", stage, "compute", cyc, ft, tuple(deps)))
+
+    def nl_op(name, on_systolic, core, elems, stage, deps):
+        res, clk = (syst, fs) if on_systolic else (f"nl:{core}", ft)
+        ops.append(Op(name, res, stage, "compute", math.ceil(elems / chip.nl_lanes), clk, tuple(deps)))
+
+    # Source of the layer input: the previous layer's FF2 core, or HBM.
     prev = layer - 1
     if prev >= 0 and placement.round_of_layer[prev] == placement.round_of_layer[layer]:
-        src = core_of_layer = next(t.core for t in placement.layer_tiles[prev] if t.matrix == "w2")
+        src = next(t.core for t in placement.layer_tiles[prev] if t.matrix == "w2")
         xfer("in", src, core_of("wqkv"), n * d * ab, "S1", ())
     else:
-        ops.append(Op("in", "hbm", "S1", "hbm", math.ceil(n * d * ab / chip.hbm_bytes_per_s * fs), fs))
-    ops.append(Op("qkv", "tiles:wqkv", "S1", "compute", reram_op_cycles(chip, tiles_of("wqkv"), n), ft, ("in",)))
-    kern = systolic_kernels(cfg, chip.systolic_rows, chip.systolic_cols, mode=mode, nl_lanes=chip.nl_lanes)
+        hbm("in", n * d * ab, "S1")
+    tile_op("qkv", "wqkv", "S1", ("in",))
+    kern = systolic_kernels(cfg, chip.systolic_rows, chip.systolic_cols, mode=mode,
+                            nl_lanes=chip.nl_lanes)
     syst = f"systolic:{sys_core}"
     lora_deps = ("in",)
-    if cfg.lora_rank:
+    n_lora = len(cfg.lora_targets) if cfg.lora_rank else 0
+    lora_bytes = 2 * n_lora * d * cfg.lora_rank * cfg.lora_bits / 8
+    if n_lora:
         xfer("x->sys", core_of("wqkv"), sys_core, n * d * ab, "S2", ("in",))
-        lora_bytes = 2 * len(cfg.lora_targets) * d * cfg.lora_rank * cfg.lora_bits / 8
-        ops.append(Op("hbm:lora_w", "hbm", "S2", "hbm", math.ceil(lora_bytes / chip.hbm_bytes_per_s * fs), fs))
+        hbm("hbm:lora_w", lora_bytes, "S2")
         ops.append(Op("lora_fwd", syst, "S2", "compute", kern["LoRA A"] + kern["LoRA B"], fs,
                       ("x->sys", "hbm:lora_w")))
         lora_deps = ("lora_fwd",)
@@ -846,41 +865,37 @@ def time_model(placement, *, mode="finetune", batch=1, layer=0):
     spill = 0.0
     if 3 * n * cfg.d_head * ab > sram:
         spill = cfg.heads * (2 * n * cfg.d_head * ab) * (1 + -(-n // chip.systolic_rows))
-        ops.append(Op("hbm:kv_spill", "hbm", "S2", "hbm", math.ceil(spill / chip.hbm_bytes_per_s * fs), fs,
-                      ("qkv->sys",)))
+        hbm("hbm:kv_spill", spill, "S2", ("qkv->sys",))
     att_deps = ("qkv->sys",) + lora_deps + (("hbm:kv_spill",) if spill else ())
-    ops.append(Op("attention", syst, "S2", "compute", kern["QK^T"] + kern["softmax"] + kern["PV"], fs, att_deps))
-    last = "attention"
-    hbm_bytes = n * d * ab * (layer == 0) + spill
-    if mode == "finetune" and cfg.lora_rank:
+    ops.append(Op("attention", syst, "S2", "compute", kern["QK^T"] + kern["softmax"] + kern["PV"],
+                  fs, att_deps))
+    hbm_bytes = n * d * ab * (layer == 0) + spill + lora_bytes
+    if mode == "finetune" and n_lora:
         ops.append(Op("lora_bwd", syst, "S2", "compute", kern["LoRA bwd"], fs, ("attention",)))
-        lora_state = len(cfg.lora_targets) * 2 * d * cfg.lora_rank * 4 * 3    # read w, write w, write grad
-        ops.append(Op("hbm:lora_state", "hbm", "S2", "hbm", math.ceil(lora_state / chip.hbm_bytes_per_s * fs), fs,
-                      ("lora_bwd",)))
-        hbm_bytes += lora_state + 2 * len(cfg.lora_targets) * d * cfg.lora_rank * cfg.lora_bits / 8
+        lora_state = n_lora * 2 * d * cfg.lora_rank * 4 * 3    # fp32: read w, write w, write grad
+        hbm("hbm:lora_state", lora_state, "S2", ("lora_bwd",))
+        hbm_bytes += lora_state
     wo_core = core_of("wo")
-    xfer("ctx->wo", sys_core, wo_core, n * d * ab, "S3" if cfg.wo_stage == "s3" else "S1", ("attention",))
     wo_stage = "S3" if cfg.wo_stage == "s3" else "S1"
-    ops.append(Op("wo", "tiles:wo", wo_stage, "compute", reram_op_cycles(chip, tiles_of("wo"), n), ft, ("ctx->wo",)))
-    ops.append(Op("ln1", f"nl:{wo_core}", wo_stage, "compute", math.ceil(2 * n * d / chip.nl_lanes), ft, ("wo",)))
+    xfer("ctx->wo", sys_core, wo_core, n * d * ab, wo_stage, ("attention",))
+    tile_op("wo", "wo", wo_stage, ("ctx->wo",))
+    nl_op("ln1", False, wo_core, 2 * n * d, wo_stage, ("wo",))
     xfer("->ff1", wo_core, core_of("w1"), n * d * ab, "S3", ("ln1",))
-    ops.append(Op("ff1", "tiles:w1", "S3", "compute", reram_op_cycles(chip, tiles_of("w1"), n), ft, ("->ff1",)))
+    tile_op("ff1", "w1", "S3", ("->ff1",))
     ff1_core = core_of("w1")
+    gsrc = ff1_core
     if cfg.gelu_on == "systolic":
         xfer("ff1->gelu", ff1_core, sys_core, n * cfg.d_ff * cfg.res_bits / 8, "S3", ("ff1",))
-        ops.append(Op("gelu", syst, "S3", "compute", math.ceil(n * cfg.d_ff / chip.nl_lanes), fs, ("ff1->gelu",)))
         gsrc = sys_core
-    else:
-        ops.append(Op("gelu", f"nl:{ff1_core}", "S3", "compute", math.ceil(n * cfg.d_ff / chip.nl_lanes), ft, ("ff1",)))
-        gsrc = ff1_core
+    nl_op("gelu", cfg.gelu_on == "systolic", ff1_core, n * cfg.d_ff, "S3",
+          ("ff1->gelu",) if cfg.gelu_on == "systolic" else ("ff1",))
     xfer("->ff2", gsrc, core_of("w2"), n * cfg.d_ff * ab, "S4", ("gelu",))
-    ops.append(Op("ff2", "tiles:w2", "S4", "compute", reram_op_cycles(chip, tiles_of("w2"), n), ft, ("->ff2",)))
+    tile_op("ff2", "w2", "S4", ("->ff2",))
     ff2_core = core_of("w2")
     if cfg.ln2_on == "systolic":
         xfer("ff2->ln2", ff2_core, sys_core, n * d * cfg.res_bits / 8, "S4", ("ff2",))
-        ops.append(Op("ln2", syst, "S4", "compute", math.ceil(2 * n * d / chip.nl_lanes), fs, ("ff2->ln2",)))
-    else:
-        ops.append(Op("ln2", f"nl:{ff2_core}", "S4", "compute", math.ceil(2 * n * d / chip.nl_lanes), ft, ("ff2",)))
+    nl_op("ln2", cfg.ln2_on == "systolic", ff2_core, 2 * n * d, "S4",
+          ("ff2->ln2",) if cfg.ln2_on == "systolic" else ("ff2",))
     _schedule(ops)
     layer_latency = max(op.end for op in ops)
     # Busy time per resource (links: flits of every transfer that crosses them).
@@ -893,7 +908,8 @@ def time_model(placement, *, mode="finetune", batch=1, layer=0):
         else:
             busy[op.resource] = busy.get(op.resource, 0.0) + op.duration
     # The HBM of a tier serves every resident layer's systolic traffic: share it.
-    layers_here = sum(1 for v in placement.round_of_layer.values() if v == placement.round_of_layer[layer])
+    here = placement.round_of_layer[layer]
+    layers_here = sum(1 for v in placement.round_of_layer.values() if v == here)
     if "hbm" in busy:
         busy["hbm"] *= layers_here / chip.dims[2]
     stage_delays = {s: {"compute": 0.0, "comm": 0.0, "hbm": 0.0} for s in ("S1", "S2", "S3", "S4")}
@@ -904,7 +920,8 @@ def time_model(placement, *, mode="finetune", batch=1, layer=0):
     # from HBM over all tiers' channels, whichever is slower.
     t = chip.tile
     round_weights = max(placement.layers_per_round) * cfg.static_weights() * cfg.attn_weight_bits / 8
-    reprogram = max(t.rows * chip.reram_row_write_s, round_weights / (chip.hbm_bytes_per_s * chip.dims[2]))
+    reprogram = max(t.rows * chip.reram_row_write_s,
+                    round_weights / (chip.hbm_bytes_per_s * chip.dims[2]))
     return Timing(placement, ops, mode=mode, batch=batch, layer_latency_s=layer_latency,
                   stage_delays=stage_delays, resource_busy=busy, noc_bytes=noc_bytes,
                   hbm_bytes=hbm_bytes, macs=macs, reprogram_s=reprogram)

@@ -51,7 +51,7 @@ Choices where the papers are silent (each a documented parameter):
 """
 
 import math
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 

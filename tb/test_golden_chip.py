@@ -163,3 +163,18 @@ def test_bit_true_layer_and_mapper_agree_on_the_regression_chip():
         # The tile timing uses the same crossbars at the same ADC resolutions.
         for u, (_, _, mp) in zip(placed, chunks):
             assert mvm_cycles(SMALL_TILE, mp.crossbar_bits) == reram_op_cycles(SMALL_CHIP, [u], 1)
+
+
+def test_placement_choices_change_the_schedule():
+    from dataclasses import replace
+    base = time_model(map_model(SMALL_LAYER, SMALL_CHIP))
+    names = {op.name for op in base.ops}
+    assert "lora_bwd" in names and "ff1->gelu" not in names
+    inf = time_model(map_model(SMALL_LAYER, SMALL_CHIP), mode="inference")
+    assert "lora_bwd" not in {op.name for op in inf.ops}
+    alt = replace(SMALL_LAYER, wo_stage="s3", gelu_on="systolic", ln2_on="systolic")
+    t = time_model(map_model(alt, SMALL_CHIP))
+    ops = {op.name: op for op in t.ops}
+    assert ops["wo"].stage == "S3" and ops["gelu"].resource.startswith("systolic")
+    assert ops["ln2"].resource.startswith("systolic") and "ff2->ln2" in ops
+    assert sum(t.noc_bytes.values()) > sum(base.noc_bytes.values())

@@ -21,10 +21,8 @@ tile clocks, and a zoom on its systolic stage.
 
 import argparse
 import json
-import math
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
