@@ -14,7 +14,8 @@ which one SAR ADC per crossbar matches ISAAC's 1.28 GS/s), ``cpu_s`` and
 ``model_cycles_per_cpu_s``), ``systolic_sweep`` (Atleus Fig. 6: each systolic kernel's delay over
 the slowest ReRAM stage for arrays of 1024, 2048 and 4096 PEs), ``kernel_errors``
 (:func:`golden.nonlinear.kernel_errors`) and ``layer_errors`` (the integer layer against the
-float64 reference: M8F8, M8F4, M4F4, and SLC rates 0..1 with noise). Also
+float64 reference: M8F8, M8F4, M4F8, M4F4, also with float activations to isolate the weight
+quantization, and SLC rates 0..1 with noise). Also
 ``<out-dir>/system_pipeline.png``: a Gantt chart of one layer of the first model at both
 tile clocks, and a zoom on its systolic stage.
 """
@@ -30,7 +31,9 @@ import numpy as np
 from golden import chip as gchip
 from golden import nonlinear
 from golden.noise import NoiseConfig
-from golden.transformer import EncoderLayer, LayerConfig, random_weights
+from golden.pim_tile import TileConfig
+from golden.quant import quantize_crossbarwise
+from golden.transformer import EncoderLayer, LayerConfig, random_weights, relative_l2
 
 #: Tile clock at which this tile (one 8-bit SAR ADC per 128-column crossbar: per input plane
 #: one sample cycle and 8 trials per column, 1025 cycles) reads a plane in ISAAC's 100 ns
@@ -77,10 +80,21 @@ def layer_errors(seed=0):
     base = dict(d_model=128, heads=2, d_ff=512, seq_len=32, lora_rank=8)
     w = random_weights(LayerConfig(**base), seed)
     x = np.random.default_rng(seed + 1).normal(0, 1, (32, 128))
-    out = {"config": base, "quant": {}, "slc": {}}
-    for a, f in ((8, 8), (8, 4), (4, 4)):
+    out = {"config": base, "quant": {}, "weight_only": {}, "slc": {}}
+    ref = EncoderLayer(LayerConfig(**base), w).forward_float(x)
+    tile = TileConfig()
+    for a, f in ((8, 8), (8, 4), (4, 8), (4, 4)):
         cfg = LayerConfig(**base, attn_weight_bits=a, ff_weight_bits=f)
         out["quant"][f"M{a}F{f}"] = EncoderLayer(cfg, w).relative_error(x)
+        # Weight quantization alone: the float layer with crossbar-wise quantized weights.
+        wq = dict(w)
+        for name in ("wq", "wk", "wv", "wo", "w1", "w2"):
+            bits = cfg.weight_bits(name)
+            qi, sc = quantize_crossbarwise(w[name], weight_bits=bits, rows=tile.rows,
+                                           cols_per_xbar=tile.cols * 2 // bits)
+            wq[name] = qi * np.repeat(np.repeat(sc, tile.rows, 0), tile.cols * 2 // bits, 1)[
+                :qi.shape[0], :qi.shape[1]]
+        out["weight_only"][f"M{a}F{f}"] = relative_l2(EncoderLayer(cfg, wq).forward_float(x), ref)
     cfg = LayerConfig(**base)
     # The same conductance noise is 3x larger in MLC level steps (4 levels in SLC's window).
     noise = {"slc": NoiseConfig(prog_sigma=0.02 / 3, read_sigma=0.004 / 3),
@@ -230,7 +244,8 @@ def main(argv=None):
         result["layer_errors"] = le
         print(f"\nLayer error against float64 (relative L2), {le['config']}:")
         for k, v in le["quant"].items():
-            print(f"  {k}: {v:.4f}")
+            print(f"  {k}: {v:.4f}  (weight quantization alone, float activations: "
+                  f"{le['weight_only'][k]:.4f})")
         print(f"  SLC rate with noise {le['slc_noise']}:")
         for k, v in le["slc"].items():
             print(f"    {k}: {v['rel_l2']:.4f} ({v['crossbars']} crossbars)")
