@@ -792,8 +792,13 @@ def time_model(placement, *, mode="finetune", batch=1, layer=0):
     layer's S4 core, or HBM for layer 0) -> ``qkv`` (S1 tiles) and ``x->sys`` + ``lora_fwd``
     (systolic) -> ``qkv->sys`` -> ``attention`` (QK^T, softmax, PV on the systolic core) ->
     ``ctx->wo`` -> ``wo`` (tiles) -> ``ln1`` (nonlinear unit of W^O's core) -> ``->ff1`` ->
-    ``ff1`` + ``gelu`` -> ``->ff2`` -> ``ff2`` -> ``ln2`` -> ``out``; fine-tuning adds
-    ``lora_bwd`` and ``hbm:lora``.
+    ``ff1`` + ``gelu`` -> ``->ff2`` -> ``ff2`` -> ``ln2``; fine-tuning adds ``lora_bwd`` and
+    ``hbm:lora_state``.
+
+    Throughput: the busy time of each resource per sequence, for this layer; a systolic core
+    shared by several resident layers (``placement="pack"``) and the HBM (all resident
+    layers over ``tiers`` channels) are scaled by their sharers; NoC links and nonlinear
+    units shared between layers are not (with ``"column"`` placement they are not shared).
     """
     if not isinstance(placement, Placement):
         raise TypeError(f"placement must be a Placement, not {placement!r}")
@@ -912,6 +917,11 @@ def time_model(placement, *, mode="finetune", batch=1, layer=0):
     layers_here = sum(1 for v in placement.round_of_layer.values() if v == here)
     if "hbm" in busy:
         busy["hbm"] *= layers_here / chip.dims[2]
+    # A systolic core shared by several resident layers (placement "pack") serves them all.
+    sharing = sum(1 for k, v in placement.round_of_layer.items()
+                  if v == here and placement.layer_columns[k][0] == col)
+    if syst in busy:
+        busy[syst] *= sharing
     stage_delays = {s: {"compute": 0.0, "comm": 0.0, "hbm": 0.0} for s in ("S1", "S2", "S3", "S4")}
     for op in ops:
         stage_delays[op.stage][op.kind] += op.duration

@@ -3,7 +3,8 @@ layer's errors (golden/chip.py, golden/transformer.py, golden/nonlinear.py).
 
     python -m tb.bench.system [--model bert-large|all|...] [--seq N] [--lora-rank R]
                               [--mode finetune|inference] [--batch B] [--fit multiplex|error]
-                              [--placement column|pack] [--tile-clock HZ] [--no-errors]
+                              [--placement column|pack] [--tile-clock HZ] [--dims X,Y,Z]
+                              [--no-errors]
                               [--out-dir build/bench]
 
 Writes ``<out-dir>/system.json``: ``models`` (per model: ``crossbars``, ``tiles``,
@@ -45,8 +46,17 @@ SWEEP = [(32, 32), (64, 16), (16, 64), (64, 32), (32, 64), (128, 16), (64, 64), 
          (32, 128), (256, 16)]
 
 
+def _chip(args, tile_clock):
+    kw = {}
+    if tile_clock is not None:
+        kw["f_tile"] = tile_clock
+    if args.dims:
+        kw["dims"] = tuple(int(v) for v in args.dims.split(","))
+    return gchip.ChipConfig(**kw)
+
+
 def run_model(name, args, tile_clock=None):
-    chip = gchip.ChipConfig() if tile_clock is None else gchip.ChipConfig(f_tile=tile_clock)
+    chip = _chip(args, tile_clock)
     start = time.process_time()
     p = gchip.map_model(name, chip, seq_len=args.seq, lora_rank=args.lora_rank, fit=args.fit,
                         placement=args.placement)
@@ -61,7 +71,7 @@ def run_model(name, args, tile_clock=None):
 def systolic_sweep(name, args, tile_clock):
     """Fig. 6: each kernel's delay (systolic clock) over the slowest ReRAM stage (tile clock)."""
     spec = gchip.model_spec(name, seq_len=args.seq, lora_rank=args.lora_rank)
-    chip = gchip.ChipConfig(f_tile=tile_clock)
+    chip = _chip(args, tile_clock)
     p = gchip.map_model(spec, chip, fit="multiplex", placement=args.placement)
     tiles = p.layer_tiles[0]
     reram = max(gchip.reram_op_cycles(chip, [u for u in tiles if u.matrix == m], spec.layer.seq_len)
@@ -189,6 +199,7 @@ def main(argv=None):
     ap.add_argument("--fit", default="multiplex", choices=("multiplex", "error"))
     ap.add_argument("--placement", default="column", choices=("column", "pack"))
     ap.add_argument("--tile-clock", type=float, default=None, help="tile clock in Hz (default 1e9)")
+    ap.add_argument("--dims", default=None, help="cores X,Y,tiers (default Atleus's 4,4,4)")
     ap.add_argument("--no-errors", action="store_true", help="skip the layer error table")
     ap.add_argument("--out-dir", default="build/bench")
     args = ap.parse_args(argv)
