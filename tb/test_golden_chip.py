@@ -87,6 +87,10 @@ def test_timing_single_stage_cases_match_cycle_models():
         for dep in op.deps:
             assert op.start >= ops[dep].end - 1e-15
     assert math.isclose(t.layer_latency_s, max(op.end for op in t.ops))
+    # One clock on the regression chip: the schedule in whole cycles.
+    for (name, _, start, end), op in zip(t.schedule_cycles(), t.ops):
+        assert end - start == op.cycles, name
+        assert all(start >= ops[d_].end * 1e9 - 1e-6 for d_ in op.deps)
 
 
 def test_timing_outputs_and_mac_share():
