@@ -5,7 +5,8 @@ import math
 import pytest
 
 from golden import noc, systolic
-from golden.chip import (MODELS, REGRESSION_CHIP, REGRESSION_LAYER, REGRESSION_TILE, ChipConfig, all_reram_writes, map_model, mac_counts, model_spec,
+from golden.chip import (MODELS, REGRESSION_CHIP, REGRESSION_LAYER, REGRESSION_TILE, ChipConfig,
+                         all_reram_writes, map_model, mac_counts, model_spec,
                          reram_op_cycles, systolic_kernels, time_model, transfer_cycles)
 from golden.pim_tile import mvm_cycles
 from golden.transformer import LayerConfig

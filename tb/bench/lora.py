@@ -57,8 +57,9 @@ def main(argv=None):
         res = finetune_experiment(d=args.d, r=r, steps=args.steps)
         result["experiments"][f"r{r}"] = res
         p = res["params"]
-        print(f"\nteacher/student, d={args.d}, r={r}: chip output error of W0 alone {p['chip_rel_output_error_t0']:.3f}, "
-              f"after the best full-rank linear correction {p['chip_error_after_best_linear_correction']:.3f}, "
+        print(f"\nteacher/student, d={args.d}, r={r}: chip output error of W0 alone "
+              f"{p['chip_rel_output_error_t0']:.3f}, after the best full-rank linear correction "
+              f"{p['chip_error_after_best_linear_correction']:.3f}, "
               f"injection sigma {p['injection_sigma_rel_max']:.4f} x max|W0|")
         print(f"  {'':10}" + "".join(f"{k:>8}" for k in DRIFT_TIMES) + "   (relative L2 error on the chip)")
         print(f"  {'W0 only':10}" + "".join(f"{v:8.4f}" for v in res["no_lora"].values()))
