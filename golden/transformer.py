@@ -42,8 +42,10 @@ Choices where the papers are silent (each a documented parameter):
   (the systolic array takes ``act_bits``-wide operands). ``X A`` is requantized to
   ``act_bits``; ``(X A) B`` is added to the projection output in the ``res_bits`` format before
   the projection's final saturation.
-- Large matrices: a matrix is cut into column chunks of whole crossbars (and row chunks of the
-  tile's input buffer, ``row_blocks * rows``); each chunk is one tile
+- Large matrices: W^Q, W^K and W^V share their input and are one ``(d, 3d)`` matrix on the
+  tiles (:data:`MATRICES`, one ``out_frac_bits``, as :func:`golden.chip.map_model` places
+  them). A matrix is cut into column chunks of whole crossbars (and row chunks of the
+  tile's input buffer, ``row_blocks * rows``, :func:`chunk_plan`); each chunk is one tile
   (:func:`golden.pim_tile.map_matrix`); chunks along K are summed exactly (they share the
   matrix's ``out_frac_bits``). Crossbar-wise quantization is per crossbar, so the chunking
   changes no weight. With ``slc_rate`` the whole matrix is split once by SVD
