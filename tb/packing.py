@@ -13,7 +13,7 @@ import numpy as np
 from amaranth.hdl import Shape
 from amaranth.lib import data
 
-__all__ = ["pack", "unpack", "width"]
+__all__ = ["pack", "unpack", "pack_many", "unpack_many", "width"]
 
 _NUMPY_WIDTHS = (8, 16, 32)
 
@@ -106,3 +106,88 @@ def _unpack(plan, word):
 def unpack(layout, word):
     """Inverse of :func:`pack`: dict for a struct, list for an array, int otherwise."""
     return _unpack(_plan(layout), int(word))
+
+
+def _leaves(plan, offset=0, path=()):
+    """``(path, offset, width, signed, count)`` of every scalar or scalar array in a plan."""
+    kind = plan[0]
+    if kind == "scalar":
+        yield path, offset, plan[1].width, plan[1].signed, None
+    elif kind == "struct":
+        for key, sub_offset, sub in plan[1]:
+            yield from _leaves(sub, offset + sub_offset, path + (key,))
+    else:
+        _, elem, w, length = plan
+        if elem[0] != "scalar":
+            raise TypeError("pack_many/unpack_many take arrays of scalars only")
+        yield path, offset, w, elem[1].signed, length
+
+
+def _field(values, path):
+    for key in path:
+        values = values[key]
+    return values
+
+
+def pack_many(layout, values):
+    """Pack a batch of values at once (NumPy), one int per item.
+
+    ``values`` has a leading batch axis in every leaf: an array ``(n,)`` for a scalar layout,
+    ``(n, length)`` for an array layout, and for a struct a dict (nested for nested structs)
+    of such arrays. Returns the list of ``n`` ints that :func:`pack` gives item by item
+    (values must fit their fields; ValueError names the first one that does not).
+    """
+    plan = _plan(layout)
+    total = Shape.cast(layout).width
+    n = None
+    bits = None
+    for path, offset, w, signed, count in _leaves(plan):
+        arr = np.asarray(_field(values, path), dtype=np.int64)
+        arr = arr.reshape(arr.shape[0], -1)
+        if count is not None and arr.shape[1] > count:
+            raise IndexError(f"Index {count} is out of range for array layout of length {count}")
+        if n is None:
+            n = arr.shape[0]
+            bits = np.zeros((n, total + (-total) % 8), dtype=np.uint8)
+        lo, hi = (-(1 << (w - 1)), (1 << (w - 1)) - 1) if signed else (0, (1 << w) - 1)
+        if arr.size and (arr.min() < lo or arr.max() > hi):
+            bad = arr[(arr < lo) | (arr > hi)][0]
+            raise ValueError(f"Value {int(bad)} does not fit {'signed' if signed else 'unsigned'}"
+                             f"({w}) at {'.'.join(map(str, path)) or 'payload'}")
+        field_bits = ((arr[:, :, None] >> np.arange(w)) & 1).astype(np.uint8)
+        span = arr.shape[1] * w
+        bits[:, offset:offset + span] = field_bits.reshape(n, span)
+    if n is None:
+        return []
+    raw = np.packbits(bits, axis=1, bitorder="little")
+    return [int.from_bytes(row.tobytes(), "little") for row in raw]
+
+
+def unpack_many(layout, words):
+    """Inverse of :func:`pack_many`: ints in, a dict (struct) or array with a batch axis out.
+
+    Leaves come back as int64 arrays: ``(n,)`` for a scalar field, ``(n, length)`` for an
+    array field.
+    """
+    plan = _plan(layout)
+    total = Shape.cast(layout).width
+    nbytes = (total + 7) // 8
+    n = len(words)
+    raw = np.frombuffer(b"".join(int(w).to_bytes(nbytes, "little") for w in words),
+                        dtype=np.uint8).reshape(n, nbytes)
+    bits = np.unpackbits(raw, axis=1, bitorder="little").astype(np.int64)
+    out = {}
+    for path, offset, w, signed, count in _leaves(plan):
+        length = 1 if count is None else count
+        field_bits = bits[:, offset:offset + length * w].reshape(n, length, w)
+        value = field_bits @ (np.int64(1) << np.arange(w, dtype=np.int64))
+        if signed:
+            value = np.where(value >> (w - 1), value - (np.int64(1) << w), value)
+        value = value[:, 0] if count is None else value
+        if not path:
+            return value
+        target = out
+        for key in path[:-1]:
+            target = target.setdefault(key, {})
+        target[path[-1]] = value
+    return out

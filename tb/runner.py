@@ -10,6 +10,22 @@
   build each configuration once.
 - ``WAVES=1`` in the environment builds with FST tracing and writes one ``dump.fst`` per
   test run; its path is printed.
+
+Builds chosen for speed:
+
+- Only what the testbench reads is visible to it: ``top_only`` keeps the top module's ports
+  public (``--public-depth 1``) instead of cocotb's ``--public-flat-rw`` (every signal of
+  every module a VPI object, which also stops Verilator optimizing across them). Use it
+  whenever the testbench touches only top-level ports.
+- Flat or hierarchical (:func:`choose_hier_blocks`): a design whose flattened Verilog
+  (:func:`flat_size`: each module's lines times its instances) is at most
+  :data:`FLAT_BUILD_LINES` (200k lines, about a CPU-minute of build here; the 32x32
+  systolic array is 188k) is built flat, the fastest model; a larger one (the 128x32
+  array, 754k) is verilated hierarchically (``hier_blocks``: each shared cell compiled
+  once), whose build stays within the regression's budget.
+- No ``--threads``: on two shared cores a threaded model ran 30-50x slower.
+- :func:`build_cpp` builds the same Verilog with a plain C++ main instead of cocotb's (what
+  ``python -m tb.bench.simspeed`` compares the testbench against).
 """
 
 import fcntl
@@ -23,7 +39,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 __all__ = ["ROOT", "BUILD", "verilator_env", "build_dir_for", "build", "run", "waves_requested",
-           "mark_hier_blocks"]
+           "mark_hier_blocks", "top_ports", "build_cpp", "flat_size", "choose_hier_blocks",
+           "FLAT_BUILD_LINES"]
 
 ROOT = Path(__file__).resolve().parent.parent
 BUILD = ROOT / "build"
@@ -188,6 +205,26 @@ def build(verilog, toplevel, *, name=None, build_args=(), waves=None, top_only=F
     return build_dir
 
 
+def _run_in(run_dir, build_dir, test_module, toplevel, testcase, env, waves, seed, top_only):
+    if run_dir.exists():
+        shutil.rmtree(run_dir)
+    run_dir.mkdir(parents=True)
+    # cocotb passes this process's sys.path to the simulator as PYTHONPATH.
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    runner = _get_verilator(top_only)
+    runner.build_dir = build_dir    # reuse the cached model without rebuilding
+    try:
+        results = runner.test(test_module=test_module, hdl_toplevel=toplevel, hdl_toplevel_lang="verilog",
+                              build_dir=build_dir, test_dir=run_dir, testcase=testcase,
+                              extra_env=env, waves=waves, seed=seed,
+                              results_xml=str(run_dir / "results.xml"),
+                              log_file=run_dir / "sim.log")
+    except SystemExit as e:     # cocotb's runner exits when a test fails
+        raise AssertionError(f"cocotb run failed ({e}); see {run_dir / 'sim.log'}") from None
+    return results
+
+
 def run(verilog, toplevel, test_module, *, name=None, testcase=None, extra_env=None,
         build_args=(), seed=None, test_dir=None, top_only=False, hier_blocks=()):
     """Build (cached) and run cocotb ``test_module`` against ``toplevel``.
@@ -224,26 +261,127 @@ def run(verilog, toplevel, test_module, *, name=None, testcase=None, extra_env=N
         label = testcase if isinstance(testcase, str) else test_module.rsplit(".", 1)[-1]
         test_dir = f"run-{label}-{hashlib.sha256(key.encode()).hexdigest()[:10]}"
     run_dir = build_dir / test_dir
-    if run_dir.exists():
-        shutil.rmtree(run_dir)
-    run_dir.mkdir(parents=True)
-    # cocotb passes this process's sys.path to the simulator as PYTHONPATH.
-    if str(ROOT) not in sys.path:
-        sys.path.insert(0, str(ROOT))
-    runner = _get_verilator(top_only)
-    runner.build_dir = build_dir    # reuse the cached model without rebuilding
-    try:
-        results = runner.test(test_module=test_module, hdl_toplevel=toplevel, hdl_toplevel_lang="verilog",
-                              build_dir=build_dir, test_dir=run_dir, testcase=testcase,
-                              extra_env=env, waves=waves, seed=seed,
-                              results_xml=str(run_dir / "results.xml"),
-                              log_file=run_dir / "sim.log")
-    except SystemExit as e:     # cocotb's runner exits when a test fails
-        raise AssertionError(f"cocotb run failed ({e}); see {run_dir / 'sim.log'}") from None
+    # Identical runs from two processes (two helpers, two pytest sessions) share the folder:
+    # one at a time.
+    with _locked(build_dir / f".{test_dir}.lock"):
+        results = _run_in(run_dir, build_dir, test_module, toplevel, testcase, env, waves, seed,
+                          top_only)
+        total, failed = get_results(results)
     if waves:
         fst = run_dir / "dump.fst"
         print(f"waveform: {fst}", file=sys.stderr)
-    total, failed = get_results(results)
     assert total > 0, f"no cocotb test ran (see {run_dir / 'sim.log'})"
     assert failed == 0, f"{failed} of {total} cocotb tests failed (see {run_dir / 'sim.log'})"
     return run_dir
+
+
+def top_ports(verilog, toplevel):
+    """The ports of module ``toplevel`` in ``verilog``: a list of ``(direction, name, width)``.
+
+    Reads Yosys' Verilog (``input [7:0] name;`` declarations inside the module), which is
+    what :func:`hdl.verilog.generate` writes.
+    """
+    start = re.search(rf"^module {re.escape(toplevel)}\(", verilog, flags=re.MULTILINE)
+    if start is None:
+        raise ValueError(f"The Verilog has no module {toplevel!r}")
+    body = verilog[start.end():verilog.index("endmodule", start.end())]
+    ports = []
+    for m in re.finditer(r"^\s*(input|output)\s+(?:wire\s+|reg\s+)?(?:signed\s+)?"
+                         r"(?:\[(\d+):(\d+)\]\s+)?\\?([A-Za-z_][\w$]*)\s*;", body,
+                         flags=re.MULTILINE):
+        width = abs(int(m[2]) - int(m[3])) + 1 if m[2] is not None else 1
+        ports.append((m[1], m[4], width))
+    return ports
+
+
+def build_cpp(verilog, toplevel, main, *, name=None, headers=None, build_args=(),
+              hier_blocks=()):
+    """Build (or reuse) ``verilog`` with a plain C++ ``main`` instead of cocotb's.
+
+    The model is verilated like :func:`build`'s (same Verilog, warnings and hierarchy) but
+    without ``--vpi`` and without public signals: what Verilator alone simulates.
+
+    Parameters
+    ----------
+    main : path
+        The C++ main; it includes ``Vtop.h`` (the model class is ``Vtop``).
+    headers : dict of str to str
+        Extra header files written beside the model (name -> text), part of the cache key.
+
+    Returns
+    -------
+    Path
+        The executable.
+    """
+    import subprocess
+    verilator_env()
+    main = Path(main).resolve()
+    headers = dict(headers or {})
+    args = list(_WARNINGS) + list(build_args)
+    if hier_blocks:
+        verilog = mark_hier_blocks(verilog, hier_blocks)
+        args += ["--hierarchical"]
+    key = "\0".join([verilog, toplevel, main.read_text(), repr(sorted(headers.items())), *args,
+                     _versions()])
+    build_dir = SIM_BUILD / f"cpp-{name or toplevel}-{hashlib.sha256(key.encode()).hexdigest()[:16]}"
+    exe = build_dir / "simspeed"
+    stamp = build_dir / "built.ok"
+    with _locked(SIM_BUILD / f".{build_dir.name}.lock"):
+        if stamp.exists():
+            return exe
+        if build_dir.exists():
+            shutil.rmtree(build_dir)
+        build_dir.mkdir(parents=True)
+        source = build_dir / f"{toplevel}.v"
+        source.write_text(verilog)
+        for header, text in headers.items():
+            (build_dir / header).write_text(text)
+        start = time.perf_counter()
+        cmd = ["verilator", "--cc", "--exe", "--build", "-j", "2", "-Mdir", str(build_dir),
+               "--top-module", toplevel, "--prefix", "Vtop", "-o", exe.name, *args,
+               "-CFLAGS", f"-I{build_dir}", str(main), str(source)]
+        with open(build_dir / "build.log", "w") as log:
+            done = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT)
+        if done.returncode:
+            raise RuntimeError(f"C++ build of {toplevel} failed; see {build_dir / 'build.log'}")
+        stamp.write_text(f"{time.perf_counter() - start:.1f} s\n")
+    return exe
+
+
+def flat_size(verilog, toplevel):
+    """Lines of Verilog the design would have flattened (each module's own lines times the
+    number of its instances): what a flat Verilator build compiles."""
+    modules = {}
+    for m in re.finditer(r"^module (\S+?)\(.*?^endmodule", verilog, flags=re.MULTILINE | re.DOTALL):
+        body = m.group(0)
+        modules[m[1]] = body
+    own = {name: body.count("\n") + 1 for name, body in modules.items()}
+    children = {name: re.findall(r"^\s+\\?(\S+) \\?\S+ \($", body, flags=re.MULTILINE)
+                for name, body in modules.items()}
+    memo = {}
+
+    def size(name):
+        if name not in memo:
+            memo[name] = own.get(name, 0) + sum(size(c) for c in children.get(name, ())
+                                                if c in modules)
+        return memo[name]
+    return size(toplevel)
+
+
+#: Largest flattened design (lines of Verilog, :func:`flat_size`) built flat. A flat build
+#: of 188k lines (the 32x32 systolic array) costs about 1 CPU-minute of Verilator and C++ on
+#: this 2-core machine, and build time grows faster than linearly beyond.
+FLAT_BUILD_LINES = 200_000
+
+
+def choose_hier_blocks(verilog, toplevel, hier_blocks, *, limit=None):
+    """The rule for builds chosen for speed: flat (returns ``()``) when the flattened design
+    has at most ``limit`` lines (default :data:`FLAT_BUILD_LINES`), else ``hier_blocks``.
+
+    A flat model simulates faster (Verilator optimizes across the cells) but its build
+    grows with the number of cell instances; hierarchical verilation compiles each shared
+    cell once. ``PIMRTL_FLAT_BUILD_LINES`` in the environment overrides the limit.
+    """
+    if limit is None:
+        limit = int(os.environ.get("PIMRTL_FLAT_BUILD_LINES", FLAT_BUILD_LINES))
+    return () if flat_size(verilog, toplevel) <= limit else tuple(hier_blocks)

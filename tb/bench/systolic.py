@@ -9,7 +9,9 @@ the BERT-Large kernels with n=512, d_head=64: Q.K^T 512x512x64, S.V 512x64x512, 
 object per (array, shape) with ``rows``, ``cols``, ``M``, ``N``, ``K``, ``cycles`` (first
 input to last result, both included, measured on the RTL with no idle input and an
 always-ready consumer), ``ideal_cycles``, ``utilization`` (``ideal_cycles / cycles``),
-``sim_cycles_per_s`` (cocotb + Verilator), plus ``model_cycles`` (golden cycle model: must
+``sim_cycles_per_cpu_s`` (cocotb + Verilator, cycles per CPU-second of the simulator
+process) and ``sim_cycles_per_s`` (per wall-clock second), ``build`` (flat or hierarchical:
+:func:`tb.runner.choose_hier_blocks`), plus ``model_cycles`` (golden cycle model: must
 equal ``cycles``), ``scalesim_v1_cycles``, ``scalesim_v2_cycles``, ``folds``, ``drain``,
 ``verilog_gen_s`` and ``verilator_build_s`` of that array. Every result is also checked
 bit-exact against the golden tiled GEMM.
@@ -23,6 +25,7 @@ import time
 from pathlib import Path
 
 import cocotb
+from cocotb.simtime import get_sim_time
 
 from golden import systolic as golden
 
@@ -34,16 +37,18 @@ COMPARE = [(64, 64), (32, 128)]
 @cocotb.test()
 async def bench_gemm(dut):
     """Run the GEMMs of SYSTOLIC_SHAPES back to back per shape; write cycles to SYSTOLIC_OUT."""
-    from tb.test_systolic_verilator import TB
+    from tb.env.systolic import TB
     tb = TB(dut, record=False)
     results = []
     for n, shape in enumerate(os.environ["SYSTOLIC_SHAPES"].split(",")):
         m_, n_, k_ = (int(x) for x in shape.split("x"))
         a, b, folds = tb.random_gemm(m_, n_, k_)
         await tb.start(idle=0.0, backpressure=0.0, seed=n)
-        start = time.perf_counter()
-        received = await tb.run(folds)
+        start, cpu_start, sim_start = time.perf_counter(), time.process_time(), get_sim_time("ns")
+        received = tb.unpack_outputs(await tb.run(folds, timeout=10_000_000))
         wall = time.perf_counter() - start
+        cpu = time.process_time() - cpu_start
+        sim_cycles = (get_sim_time("ns") - sim_start) / 10
         length = tb.array.drain_length
         per_fold = [received[i:i + length] for i in range(0, len(received), length)]
         result = golden.assemble(folds, per_fold, m_, n_, rows=tb.rows, cols=tb.cols,
@@ -56,7 +61,8 @@ async def bench_gemm(dut):
         results.append({
             "rows": tb.rows, "cols": tb.cols, "M": m_, "N": n_, "K": k_,
             "cycles": cycles, "ideal_cycles": ideal, "utilization": round(ideal / cycles, 4),
-            "sim_cycles_per_s": round(len(tb.trace) / wall, 1),
+            "sim_cycles_per_s": round(sim_cycles / wall, 1),
+            "sim_cycles_per_cpu_s": round(sim_cycles / cpu, 1),
             "model_cycles": model,
             "scalesim_v1_cycles": golden.scalesim_v1_cycles(m_, n_, k_, tb.rows, tb.cols),
             "scalesim_v2_cycles": golden.scalesim_v2_cycles(m_, n_, k_, tb.rows, tb.cols),
@@ -81,20 +87,21 @@ def run_array(rows, cols, shapes, out_dir):
     from hdl.systolic import SystolicArray
     from hdl.verilog import generate
     from tb import runner
-    from tb.test_systolic_verilator import params_env
+    from tb.env.systolic import params_env
 
     start = time.perf_counter()
     verilog = generate(SystolicArray(rows, cols), "systolic_array")
     gen_s = time.perf_counter() - start
     name = f"systolic_{rows}x{cols}"
+    hier = runner.choose_hier_blocks(verilog, "systolic_array", ("systolic_row",))
     start = time.perf_counter()
     build_dir = runner.build(verilog, "systolic_array", name=name, top_only=True,
-                             hier_blocks=("systolic_row",))
+                             hier_blocks=hier)
     build_s = time.perf_counter() - start
     stamp = (build_dir / "built.ok").read_text().split()[0]   # the cold build's own time
     out = Path(out_dir).resolve() / f".{name}.json"
     runner.run(verilog, "systolic_array", "tb.bench.systolic", name=name, testcase="bench_gemm",
-               top_only=True, hier_blocks=("systolic_row",),
+               top_only=True, hier_blocks=hier,
                extra_env={**params_env(rows, cols), "SYSTOLIC_SHAPES": ",".join(shapes),
                           "SYSTOLIC_OUT": out, "SYSTOLIC_SEED": 1})
     results = json.loads(out.read_text())
@@ -103,6 +110,7 @@ def run_array(rows, cols, shapes, out_dir):
         r["verilog_gen_s"] = round(gen_s, 1)
         r["verilator_build_s"] = float(stamp)
         r["verilator_build_cached"] = build_s < 0.5 * float(stamp)
+        r["build"] = f"hierarchical ({', '.join(hier)})" if hier else "flat"
     return results
 
 
@@ -132,7 +140,8 @@ def main(argv=None):
         print(f"{r['rows']:>4}x{r['cols']:<4} {r['M']}x{r['N']}x{r['K']:<5} cycles {r['cycles']:>6} "
               f"ideal {r['ideal_cycles']:>6} util {r['utilization']:.3f}  "
               f"v1 {r['scalesim_v1_cycles']:>6} v2 {r['scalesim_v2_cycles']:>6}  "
-              f"{r['sim_cycles_per_s']:.0f} cyc/s", file=sys.stderr)
+              f"{r['sim_cycles_per_cpu_s']:.0f} cyc/CPU-s ({r['sim_cycles_per_s']:.0f} cyc/s wall)",
+              file=sys.stderr)
     print(f"wrote {path}", file=sys.stderr)
     return 0
 
