@@ -198,3 +198,31 @@ def test_drain_side_and_ports():
     assert SystolicArray(32, 128).drain_length == 32
     assert SystolicArray(8, 4, drain="rows").drain_length == 8
     assert SystolicArray(4, 4, out_width=10).o_layout["data"].shape.elem_shape.width == 10
+
+
+@pytest.mark.parametrize("rows,cols,kwargs", [(4, 4, {}), (8, 4, {"drain": "rows", "out_shift": 6,
+                                                                  "out_width": 16}), (128, 32, {})])
+def test_bulk_packing_matches_item_by_item(rows, cols, kwargs):
+    """tb.packing.pack_many/unpack_many (the cocotb environment's bulk path) give exactly
+    pack/unpack of each item, extremes included, for the array's input and output layouts."""
+    from tb.packing import pack_many, unpack_many
+    array = SystolicArray(rows, cols, **kwargs)
+    rng = np.random.default_rng(rows)
+    n = 9
+    a = rng.integers(-128, 128, (n, rows))
+    a[0], a[1] = -128, 127
+    b = rng.integers(-128, 128, (n, cols))
+    last = rng.integers(0, 2, n)
+    words = pack_many(array.i_layout, {"a": a, "b": b, "last": last})
+    assert words == [pack(array.i_layout, {"a": a[i].tolist(), "b": b[i].tolist(),
+                                           "last": int(last[i])}) for i in range(n)]
+    back = unpack_many(array.i_layout, words)
+    assert (back["a"] == a).all() and (back["b"] == b).all() and (back["last"] == last).all()
+    width = array.o_layout["data"].shape.elem_shape.width
+    data = rng.integers(-(1 << (width - 1)), 1 << (width - 1), (n, array.o_layout["data"].shape.length))
+    data[0], data[1] = -(1 << (width - 1)), (1 << (width - 1)) - 1
+    words = pack_many(array.o_layout, {"data": data, "last": last})
+    assert [unpack(array.o_layout, w) for w in words] == \
+        [{"data": data[i].tolist(), "last": int(last[i])} for i in range(n)]
+    with pytest.raises(ValueError, match="does not fit"):
+        pack_many(array.i_layout, {"a": a + 1, "b": b, "last": last})
