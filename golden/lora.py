@@ -157,7 +157,8 @@ EXPERIMENT_NOISE = NoiseConfig(prog_sigma=0.05, read_sigma=0.01, drift_nu=0.005,
 
 
 def finetune_experiment(*, d=64, r=4, steps=300, batch=32, n_test=256, lr=0.02, delta=0.5,
-                        tile=None, noise=None, injection_sigma=None, modes=("hw_aware", "injection", "ideal"),
+                        tile=None, noise=None, injection_sigma=None,
+                        modes=("hw_aware", "injection", "ideal"), analog="chip", weight_sigma=0.04,
                         drift_compensation=True, bits=8, seed=0, log_every=10):
     """Teacher/student LoRA fine-tuning of one projection with W0 on noisy analog crossbars.
 
@@ -178,6 +179,10 @@ def finetune_experiment(*, d=64, r=4, steps=300, batch=32, n_test=256, lr=0.02, 
       a calibration batch, so the injected noise causes the chip's error), then deployed on
       the chip.
     - ``"ideal"``: trained on the ideal float W0, deployed on the chip.
+
+    ``analog="gaussian"`` replaces the crossbars by Atleus V.E's own noise model: the student's
+    analog W0 is ``W0 + N(0, weight_sigma max|W0|)``, one fixed draw, in float (no ADC, no
+    drift: every drift time reports the same error).
 
     Each mode's student chip is the same (same seed): the comparison isolates the training.
     Evaluation on a fixed test set: relative L2 error of the chip's output against the
@@ -211,12 +216,17 @@ def finetune_experiment(*, d=64, r=4, steps=300, batch=32, n_test=256, lr=0.02, 
     y_test = xr_test @ w_teacher
     x_cal = quantize_pow2(rng.normal(0, 1, (64, d)), bits, fx)[0]
 
+    check_choice("analog", analog, ("chip", "gaussian"))
     mapping = map_matrix(w0, tile, noise=noise, seed=seed + 1)
     ofb = mapping.out_frac_bits
     n_xbars = len(mapping.crossbar_bits)
     cells = n_xbars * tile.rows * tile.cols
+    check_real("weight_sigma", weight_sigma, 0)
+    w_analog = w0 + np.random.default_rng(seed + 3).normal(0, weight_sigma * np.abs(w0).max(), w0.shape)
 
     def chip(xq, step, time=None):
+        if analog == "gaussian":
+            return xq * 2.0 ** -fx @ w_analog
         return tile_forward(mapping, xq, step=step, time=time) * 2.0 ** -(ofb + fx)
 
     # The chip's relative output error on the calibration batch sets the injection sigma:
@@ -255,7 +265,8 @@ def finetune_experiment(*, d=64, r=4, steps=300, batch=32, n_test=256, lr=0.02, 
                          "injection_sigma_rel_max": injection_sigma,
                          "chip_rel_output_error_t0": chip_err,
                          "chip_error_after_best_linear_correction": linear_err,
-                         "drift_compensation": drift_compensation},
+                         "drift_compensation": drift_compensation, "analog": analog,
+                         "weight_sigma": weight_sigma if analog == "gaussian" else None},
               "no_lora": {k: evaluate(None, k) for k in DRIFT_TIMES},
               "loss_curve": {}, "final": {}}
     train_rng = np.random.default_rng(seed + 7)

@@ -90,9 +90,19 @@ def test_finetune_experiment_small():
     assert w["all_reram_full_finetune_cells"] == 60 * w["lora_flow_cells"]
 
 
+def test_hardware_aware_training_recovers_a_fixed_linear_error():
+    # Atleus V.E's noise model (a fixed Gaussian weight error): training through the noisy
+    # weights lets a rank-r adapter cancel part of the error; training on ideal weights cannot.
+    r = finetune_experiment(d=16, r=8, steps=150, batch=16, n_test=64, lr=0.05, analog="gaussian",
+                            weight_sigma=0.1, modes=("hw_aware", "ideal"))
+    assert r["final"]["hw_aware"]["t0"] < 0.8 * r["final"]["ideal"]["t0"]
+
+
 def test_bad_parameters():
     with pytest.raises(TypeError, match="r must be an integer from 1 to 16"):
         finetune_experiment(d=16, r=0, steps=1)
+    with pytest.raises(TypeError, match="analog must be one of 'chip', 'gaussian'"):
+        finetune_experiment(d=16, r=2, steps=1, analog="optical")
     with pytest.raises(TypeError, match="modes must be one of"):
         finetune_experiment(d=16, r=2, steps=1, modes=("magic",))
     with pytest.raises(TypeError, match="bits must be an integer from 2 to 32"):
@@ -105,6 +115,7 @@ def test_lora_benchmark_writes_its_files(tmp_path):
     from tb.bench import lora
     assert lora.main(["--ranks", "2", "--steps", "3", "--d", "16", "--out-dir", str(tmp_path)]) == 0
     data = json.loads((tmp_path / "lora.json").read_text())
-    assert set(data["experiments"]["r2"]["final"]) == {"hw_aware", "injection", "ideal"}
+    assert set(data["experiments"]) == {"chip_r2", "gaussian_r2"}
+    assert set(data["experiments"]["chip_r2"]["final"]) == {"hw_aware", "injection", "ideal"}
     assert all(v < 0.05 for v in data["gradients"]["rel_err"].values())
     assert (tmp_path / "lora_curve.png").stat().st_size > 10_000

@@ -5,7 +5,8 @@ float64 reference, and the teacher/student experiment with analog noise and drif
 
 Writes ``<out-dir>/lora.json``: ``gradients`` (relative Frobenius error of the integer dA, dB,
 dT, dX for one BERT-Large LoRA step, n = 512, d = 1024, r = 32, and the CPU time of the exact
-integer GEMMs), ``experiments`` (per rank: the loss curves of hardware-aware training,
+integer GEMMs), ``experiments`` (per analog model, ``chip`` (bit-true crossbars) or
+``gaussian`` (Atleus V.E's fixed Gaussian weight noise), and per rank: the loss curves of hardware-aware training,
 Atleus-style noise injection and ideal training, the final relative error on the chip at
 t0, 1 h, 1 day and 1 month with global drift compensation, W0 alone for comparison, and
 the ReRAM write counts), and ``<out-dir>/lora_curve.png``.
@@ -53,11 +54,14 @@ def main(argv=None):
     gr = result["gradients"]
     print(f"integer LoRA gradients (n=512, d=1024, r=32) vs float64: "
           + ", ".join(f"{k} {v:.4f}" for k, v in gr["rel_err"].items()) + f" ({gr['cpu_s']} CPU s)")
-    for r in (int(v) for v in args.ranks.split(",")):
-        res = finetune_experiment(d=args.d, r=r, steps=args.steps)
-        result["experiments"][f"r{r}"] = res
+    runs = [(analog, int(v)) for analog in ("chip", "gaussian") for v in args.ranks.split(",")]
+    for analog, r in runs:
+        res = finetune_experiment(d=args.d, r=r, steps=args.steps, analog=analog)
+        result["experiments"][f"{analog}_r{r}"] = res
         p = res["params"]
-        print(f"\nteacher/student, d={args.d}, r={r}: chip output error of W0 alone "
+        what = ("bit-true crossbars (golden.pim_tile)" if analog == "chip" else
+                f"Atleus V.E's model, W0 + N(0, {p['weight_sigma']} max|W0|) fixed")
+        print(f"\nteacher/student, d={args.d}, r={r}, analog W0 = {what}: error of W0 alone "
               f"{p['chip_rel_output_error_t0']:.3f}, after the best full-rank linear correction "
               f"{p['chip_error_after_best_linear_correction']:.3f}, "
               f"injection sigma {p['injection_sigma_rel_max']:.4f} x max|W0|")
@@ -76,8 +80,9 @@ def main(argv=None):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     exps = result["experiments"]
-    fig, axes = plt.subplots(1, len(exps), figsize=(6 * len(exps), 4), squeeze=False)
-    for ax, (name, res) in zip(axes[0], exps.items()):
+    ncol = len(exps) // 2
+    fig, axes = plt.subplots(2, ncol, figsize=(6 * ncol, 8), squeeze=False)
+    for ax, (name, res) in zip(axes.flat, exps.items()):
         for mode, curve in res["loss_curve"].items():
             s, e = zip(*curve)
             ax.plot(s, e, label=f"{mode} (chip t0: {res['final'][mode]['t0']:.3f})")
@@ -89,7 +94,7 @@ def main(argv=None):
         ax.set_yscale("log")
         ax.set_xlabel("step")
         ax.set_ylabel("relative L2 error, training batch")
-        ax.set_title(f"LoRA {name}, d={args.d}: training loss", fontsize=10)
+        ax.set_title(f"{name.replace('_', ' analog W0, LoRA ')}, d={args.d}: training loss", fontsize=10)
         ax.legend(fontsize=8)
         ax.grid(alpha=0.3)
     fig.tight_layout()
