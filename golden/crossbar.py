@@ -710,11 +710,14 @@ class Crossbar:
         return self._rng("comparator", step).standard_normal(shape) * c.noise.comp_noise_sigma
 
     def _n_planes(self):
-        c = self._config
-        _, pw = input_planes(np.zeros((1, c.rows), dtype=np.int64), input_bits=c.input_bits,
-                             dac_bits=c.dac_bits, input_encoding=c.input_encoding,
-                             input_base=c.input_base)
-        return pw.shape[0]
+        n = self.__dict__.get("_planes_per_vector")
+        if n is None:
+            c = self._config
+            _, pw = input_planes(np.zeros((1, c.rows), dtype=np.int64), input_bits=c.input_bits,
+                                 dac_bits=c.dac_bits, input_encoding=c.input_encoding,
+                                 input_base=c.input_base)
+            n = self._planes_per_vector = pw.shape[0]
+        return n
 
     def _rng(self, source, step):
         c = self._config
@@ -897,10 +900,21 @@ class Crossbar:
         cap = None if self._cap is None else self.adc_cap_weights(bits)[self._adc_index]
         noise = None
         if nz.comp_noise_sigma:
-            z = self.comparator_noise(step, bits)[plane]                  # (A, G, C, bits)
+            z = self._draws("comparator", step, bits)[plane]              # (A, G, C, bits)
             noise = np.take_along_axis(z, (bits - 1 - k)[..., None], axis=-1)[..., 0]
         return _sar.compare(values, t, lsb=c.adc_lsb, comparator=c.comparator, offset=offset,
                             noise=noise, cap_weights=cap)
+
+    def _draws(self, source, step, bits=None):
+        """:meth:`read_noise` or :meth:`comparator_noise` of ``step``, the last step's kept
+        (a sample-by-sample caller asks for each step once per plane); not to be modified."""
+        key = (source, step, bits)
+        cache = self.__dict__.setdefault("_draw_cache", {})
+        if key not in cache:
+            draw = self.read_noise(step) if source == "read" else self.comparator_noise(step, bits)
+            cache = self._draw_cache = {k: v for k, v in cache.items() if k[0] != source}
+            cache[key] = draw
+        return cache[key]
 
     def _lines(self, n, step, plane):
         steps = np.broadcast_to(np.asarray(step, dtype=np.int64), (n,))
@@ -934,9 +948,9 @@ class Crossbar:
         if nz.read_sigma:
             psq = np.stack([(pm[:, r0:r1] ** 2).sum(-1) for r0, r1 in groups], axis=-1)
             z = np.empty((n, A, G, C))
-            for s in np.unique(steps):
+            for s in sorted(set(steps.tolist())):
                 sel = steps == s
-                z[sel] = self.read_noise(int(s))[planes[sel]]
+                z[sel] = self._draws("read", int(s))[planes[sel]]
             sums = sums + z * (nz.read_sigma * np.sqrt(psq))[:, None, :, None]
         return sums, exact_sums, dt
 
@@ -957,9 +971,9 @@ class Crossbar:
         if nz.comp_noise_sigma:
             lead = sums.shape[:-3]
             noise = np.empty((len(steps), c.n_arrays, c.n_groups, c.cols, bits))
-            for s in np.unique(steps):
+            for s in sorted(set(steps.tolist())):
                 sel = steps == s
-                noise[sel] = self.comparator_noise(int(s), bits)[planes[sel]]
+                noise[sel] = self._draws("comparator", int(s), bits)[planes[sel]]
             noise = noise.reshape(*lead, c.n_arrays, c.n_groups, c.cols, bits)
         return sar_convert(analog, bits, lsb=c.adc_lsb, comparator=c.comparator, offset=offset,
                            cap_weights=cap, noise=noise, trace=trace)

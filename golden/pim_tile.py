@@ -28,6 +28,7 @@ Output format: integers with ``out_frac_bits`` fractional bits (``out_frac_bits`
 negative); the float result is ``y * 2.0 ** -out_frac_bits``.
 """
 
+import enum
 import math
 from dataclasses import dataclass
 
@@ -40,11 +41,52 @@ from .noise import NoiseConfig
 from .quant import ROUNDING_MODES, aggregate, dequantize, quantize_crossbarwise
 
 __all__ = ["TileConfig", "TileMapping", "map_matrix", "mvm_cycles", "analytic_bound",
-           "adc_utilization", "FIELD_MODE", "FIELD_IN_BLOCK", "FIELD_OUT_BASE", "FIELD_SCALE",
-           "FIELD_N_OUTPUTS", "FIELD_N_BLOCKS", "mode_word", "DEFAULT_ADC_BITS"]
+           "adc_utilization", "CfgField", "FIELD_MODE", "FIELD_IN_BLOCK", "FIELD_OUT_BASE",
+           "FIELD_SCALE", "FIELD_N_OUTPUTS", "FIELD_N_BLOCKS", "CFG_FIELD_BITS", "CFG_VALUE_BITS",
+           "REGISTERS", "cfg_write_fields", "mode_fields", "mode_word", "DEFAULT_ADC_BITS"]
 
-# Register fields of the tile's configuration port (``PimTile.cfg``), see hdl/pim_tile.py.
-FIELD_MODE, FIELD_IN_BLOCK, FIELD_OUT_BASE, FIELD_SCALE, FIELD_N_OUTPUTS, FIELD_N_BLOCKS = range(6)
+
+# --------------------------------------------------------------------------------------------
+# Register map of the tile's configuration port (``PimTile.cfg``): described here once; the
+# RTL views these fields through ``data.StructLayout`` s built from the functions below.
+
+class CfgField(enum.IntEnum):
+    """Register selected by a configuration write ``{xbar, field, value}``."""
+    MODE = 0        # per crossbar: the MODE word (mode_fields)
+    IN_BLOCK = 1    # per crossbar: row block of the input vector the crossbar reads
+    OUT_BASE = 2    # per crossbar: output index of the crossbar's first weight column
+    SCALE = 3       # per crossbar: signed fixed-point dequantization scale (low scale_bits)
+    N_OUTPUTS = 4   # tile: output vector length
+    N_BLOCKS = 5    # tile: input beats (row blocks) per vector
+
+
+FIELD_MODE, FIELD_IN_BLOCK, FIELD_OUT_BASE, FIELD_SCALE, FIELD_N_OUTPUTS, FIELD_N_BLOCKS = CfgField
+
+#: Width of the ``field`` and ``value`` parts of a configuration write.
+CFG_FIELD_BITS = 3
+CFG_VALUE_BITS = 32
+
+#: Scope of every register: ``"xbar"`` (one per crossbar, selected by ``xbar``) or ``"tile"``
+#: (``xbar`` ignored).
+REGISTERS = {CfgField.MODE: "xbar", CfgField.IN_BLOCK: "xbar", CfgField.OUT_BASE: "xbar",
+             CfgField.SCALE: "xbar", CfgField.N_OUTPUTS: "tile", CfgField.N_BLOCKS: "tile"}
+
+
+def _ubits(n):
+    return max(1, (n - 1).bit_length())
+
+
+def cfg_write_fields(crossbars):
+    """Fields of one configuration write, LSB first: ``{"xbar", "field", "value"}`` -> width."""
+    return {"xbar": _ubits(crossbars), "field": CFG_FIELD_BITS, "value": CFG_VALUE_BITS}
+
+
+def mode_fields(adc_bits):
+    """Fields of the MODE word, LSB first, -> width: ``enable`` (the crossbar converts),
+    ``slc`` (1-bit cells: ``weight_bits`` slices per weight, else 2-bit cells), ``adc_bits``
+    (its ADC resolution, one of the tile's ``resolutions``)."""
+    return {"enable": 1, "slc": 1, "adc_bits": int(adc_bits).bit_length()}
+
 
 #: ADC resolution per cell type when the mapper is not told: SLC 7 bits (HyFlexPIM), MLC 8 bits
 #: (Atleus/ISAAC).
@@ -52,8 +94,14 @@ DEFAULT_ADC_BITS = {1: 7, 2: 8}
 
 
 def mode_word(enable, cell_bits, adc_bits):
-    """Value of a crossbar's mode register: ``enable | (cell_bits == 1) << 1 | adc_bits << 2``."""
-    return int(bool(enable)) | (int(cell_bits == 1) << 1) | (int(adc_bits) << 2)
+    """Value of a crossbar's MODE register (:func:`mode_fields`): ``enable | (cell_bits == 1)
+    << 1 | adc_bits << 2``."""
+    word, shift = 0, 0
+    values = {"enable": int(bool(enable)), "slc": int(cell_bits == 1), "adc_bits": int(adc_bits)}
+    for name, width in mode_fields(adc_bits).items():
+        word |= values[name] << shift
+        shift += width
+    return word
 
 
 @dataclass(frozen=True)
@@ -132,6 +180,25 @@ class TileConfig:
     def out_width(self):
         """Width of the tile's output values (a sum of ``crossbars`` partial sums)."""
         return self.out_bits + (self.crossbars - 1).bit_length()
+
+    @property
+    def n_adcs(self):
+        """ADCs in the tile (``crossbars * adcs_per_xbar``)."""
+        return self.crossbars * self.adcs_per_xbar
+
+    @property
+    def group_columns(self):
+        """Accumulator entries of a group's shift-and-add unit: ``group * max_n_out``."""
+        return self.group * self.max_n_out
+
+    @property
+    def sa_acc_width(self):
+        """Width of a group's shift-and-add results (:func:`golden.shift_add.sa_acc_width` of
+        the tile's offset-encoded, signed-input, 1-bit-slice configuration)."""
+        from .shift_add import sa_acc_width
+        return sa_acc_width(adc_bits=self.adc_bits, input_bits=self.input_bits,
+                            weight_bits=self.weight_bits, cell_bits=1, rows=self.rows,
+                            encoding="offset", flip=False, signed_inputs=True, row_groups=1)
 
 
 def check_tile_params(*, crossbars, rows, cols, input_bits, weight_bits, adc_bits, resolutions,

@@ -1,7 +1,8 @@
 """PimTile in the Amaranth simulator (tiny sizes) and the host-side mapper's contract.
 
 - The RTL end to end against :meth:`golden.pim_tile.TileMapping.golden`, with the same analog
-  harness as the Verilator regression (:class:`tb.pim_harness.AnalogArray`) called each cycle.
+  crossbars as the Verilator regression (:class:`tb.env.pim_tile.AnalogArray`), answering the
+  trials each cycle from the codes it computed at each sample.
 - The golden tile model against an independent composition of the golden blocks
   (:class:`golden.hybrid.MappedMatrix`) and against float.
 - The cycle model, and every configuration error of the mapper and of the RTL constructor.
@@ -17,7 +18,7 @@ from golden.noise import NoiseConfig
 from golden.pim_tile import TileConfig, analytic_bound, map_matrix, mvm_cycles
 from hdl.pim_tile import PimTile, cfg_layout, input_layout, output_layout
 from tb.packing import pack, unpack
-from tb.pim_harness import AnalogArray
+from tb.env.pim_tile import AnalogArray
 from tb.sim_streams import stream_get, stream_put
 
 TINY = dict(crossbars=2, rows=4, cols=8, input_bits=3, weight_bits=8, adc_bits=4, resolutions=(3, 4),
@@ -28,7 +29,7 @@ TINY = dict(crossbars=2, rows=4, cols=8, input_bits=3, weight_bits=8, adc_bits=4
 def _sim_run(tile, mapping, batches):
     """Run ``batches`` (a list of input arrays) through the RTL; returns the output words."""
     dut = PimTile(**TINY)
-    analog = AnalogArray(None, tile, mapping)
+    analog = AnalogArray(tile, mapping)
     lay_i, lay_c = input_layout(tile.rows, tile.input_bits), cfg_layout(tile.crossbars)
     lay_o = output_layout(tile.outputs, tile.out_width)
     n_words = sum(b.shape[0] for b in batches) * mapping.n_outputs
@@ -94,6 +95,42 @@ def test_tile_amaranth_sim(kind):
     got, analog = _sim_run(tile, m, batches)
     assert got == _expected(m, batches)
     assert analog.trials > 0
+
+
+def test_analog_array_checks_the_rtl():
+    """The analog side refuses a row drive that is not the expected plane and a trial that is
+    not the SAR rule's, naming what it got."""
+    tile = TileConfig(**TINY)
+    rng = np.random.default_rng(7)
+    m = map_matrix(rng.normal(0, 1, (4, 2)), tile, cell_bits=2, adc_bits=4)
+    analog = AnalogArray(tile, m)
+    x = m.pad_inputs(np.array([[3, -4, 1, 0]]))
+    analog.expect(x)
+    good = sum(int((v >> 0) & 1) << r for r, v in enumerate(x[0, :tile.rows]))
+    with pytest.raises(AssertionError, match=r"crossbar 0: row drive of vector 0 plane 0 is"):
+        analog.sample([0], good ^ 1)
+    analog.restart()
+    analog.expect(x)
+    codes = analog.sample([0], good)
+    c = int(codes[0, 0])
+    assert analog.decide(0, 0, 0b1000) == (c >> 3) & 1
+    wrong = ((c >> 3) & 1 ^ 1) << 3 | 0b100            # the MSB decision flipped
+    with pytest.raises(AssertionError, match=r"ADC 0 \(crossbar 0\) column 0: trial .* is not the SAR"):
+        analog.decide(0, 0, wrong)
+
+
+def test_register_map_views():
+    """The RTL's register layouts are views of the one register map in golden.pim_tile."""
+    from golden.pim_tile import CfgField as GoldenField
+    from golden.pim_tile import cfg_write_fields, mode_word
+    from hdl.pim_tile import CfgField, mode_layout
+    assert {f.name: f.value for f in CfgField} == {f.name: int(f) for f in GoldenField}
+    for enable, cell_bits, bits in [(1, 1, 7), (0, 2, 8), (1, 2, 6)]:
+        assert unpack(mode_layout(8), mode_word(enable, cell_bits, bits)) == {
+            "enable": enable, "slc": int(cell_bits == 1), "adc_bits": bits}
+    assert cfg_layout(96).size == sum(cfg_write_fields(96).values())
+    w = {"xbar": 5, "field": GoldenField.SCALE, "value": 0xBEEF}
+    assert unpack(cfg_layout(96), pack(cfg_layout(96), w)) == dict(w, field=3)
 
 
 # -- golden model -----------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""PimTile end to end in Verilator, with the golden crossbars answering the RTL (tb.pim_harness).
+"""PimTile end to end in Verilator, with the golden crossbars answering the RTL (tb.env.pim_tile:
+the codes of every sample computed by the golden model and answered from a code store).
 
 Every output word is compared in order with :meth:`golden.pim_tile.TileMapping.golden`:
 ideal and noisy crossbars (programming, read, comparator noise; the same seeds), MLC, SLC and
@@ -20,6 +21,7 @@ from golden.pim_tile import TileConfig, map_matrix
 from hdl.pim_tile import PimTile
 from hdl.verilog import generate
 from tb import runner
+from tb.env.pim_tile import TESTBENCH_TOP, tile_testbench_verilog
 
 SMALL = dict(crossbars=4, rows=16, cols=16, input_bits=6, weight_bits=8, adc_bits=8,
              resolutions=(6, 7, 8), adcs_per_xbar=1, group=2, row_blocks=2, outputs=16,
@@ -49,7 +51,7 @@ def _inputs(rng, tile, batch, k):
 # -- cocotb ---------------------------------------------------------------------------------
 
 async def _bench(dut, seed, **kw):
-    from tb.pim_harness import TileBench
+    from tb.env.pim_tile import TileBench
     tb = TileBench(dut, _tile(), seed=seed, **kw)
     await tb.reset()
     return tb
@@ -131,23 +133,50 @@ async def full_crossbar(dut):
     await tb.drain()
 
 
+@cocotb.test()
+async def code_store_checks_trials(dut):
+    """The code store flags a trial that breaks the SAR rule: codes replaced in mid-conversion
+    (every later trial then disagrees with the decisions the RTL already took)."""
+    from cocotb.triggers import ClockCycles, RisingEdge
+    tb = await _bench(dut, 6)
+    tb.stop_trial_check()
+    t, rng = tb.tile, np.random.default_rng(16)
+    m = map_matrix(rng.normal(0, 0.1, (t.rows, t.n_out(2))), t, cell_bits=2, adc_bits=8)
+    await tb.configure(m)
+    tb.send(_inputs(rng, t, 1, t.rows))
+    await RisingEdge(dut.sample_any)
+    await ClockCycles(dut.clk, 3)                   # two trials of each conversion taken
+    assert not int(dut.sar_error.value)
+    n = t.crossbars * t.cols * t.adc_bits
+    dut.codes_data.value = dut.codes_data.value.to_unsigned() ^ ((1 << n) - 1)
+    dut.codes_mask.value = (1 << t.crossbars) - 1
+    dut.codes_we.value = 1
+    await RisingEdge(dut.clk)
+    dut.codes_we.value = 0
+    await ClockCycles(dut.clk, 3)
+    assert int(dut.sar_error.value)
+    trial, code = int(dut.sar_error_trial.value), int(dut.sar_error_code.value)
+    low = trial & -trial
+    assert trial != (code & ~(low | (low - 1))) | low
+
+
 # -- pytest ---------------------------------------------------------------------------------
 
 @functools.lru_cache(maxsize=None)
 def _verilog(params_json):
     params = json.loads(params_json)
     params["resolutions"] = tuple(params["resolutions"])
-    return generate(PimTile(**params), "pim_tile")
+    return tile_testbench_verilog(generate(PimTile(**params), "pim_tile"), TileConfig(**params))
 
 
 def _run(params, name, testcase):
     verilog = _verilog(json.dumps(params))
-    runner.run(verilog, "pim_tile", "tb.test_pim_tile_verilator", name=name, testcase=testcase,
+    runner.run(verilog, TESTBENCH_TOP, "tb.test_pim_tile_verilator", name=name, testcase=testcase,
                extra_env={"PIM_TILE": json.dumps(params)})
 
 
 @pytest.mark.parametrize("testcase", ["ideal_mlc_slc_reconfigure", "noisy_mlc", "hybrid_mixed",
-                                      "reset_mid_batch"])
+                                      "reset_mid_batch", "code_store_checks_trials"])
 def test_pim_tile_small(testcase):
     _run(SMALL, "pim_tile_small", testcase)
 
