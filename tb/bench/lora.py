@@ -89,8 +89,9 @@ def main(argv=None):
         ax.axhline(res["no_lora"]["t0"], color="gray", ls="--", label="W0 alone on the chip")
         ax.axhline(res["params"]["chip_rel_output_error_t0"], color="black", ls=":",
                    label="analog error of W0 (chip vs float)")
-        ax.axhline(res["params"]["chip_error_after_best_linear_correction"], color="purple", ls="-.",
-                   label="... after the best linear correction")
+        if res["params"]["analog"] == "chip":
+            ax.axhline(res["params"]["chip_error_after_best_linear_correction"], color="purple", ls="-.",
+                       label="... after the best linear correction")
         ax.set_yscale("log")
         ax.set_xlabel("step")
         ax.set_ylabel("relative L2 error, training batch")
