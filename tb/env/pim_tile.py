@@ -183,21 +183,24 @@ def tile_testbench_verilog(tile_verilog, config, *, tile_top="pim_tile", name=TE
     set) sets ``sar_error`` (sticky until reset) with ``sar_error_adc``, ``_trial``, ``_code``
     and ``_column`` of the first one.
     """
-    from amaranth.lib.wiring import Flow
-
-    from hdl.pim_tile import PimTile
+    from hdl.pim_tile import cfg_layout, input_layout, output_layout
     c = config
     X, C, B, A = c.crossbars, c.cols, c.adc_bits, c.adcs_per_xbar
     NA, share = X * A, c.columns_per_adc
     CW = max(1, (share - 1).bit_length())
     BW = B.bit_length()
     AW = max(1, (NA - 1).bit_length())
+    # The tile's ports (PimTile's signature, flattened as in its Verilog).
     ports = []
-    tile = PimTile.from_config(c)
-    for path, member, value in tile.signature.flatten(tile):
-        pname = "__".join(map(str, path))
-        width = len(value.as_value() if hasattr(value, "as_value") else value)
-        ports.append((pname, "input" if member.flow == Flow.In else "output", width))
+    for name_, layout, direction in (("i", input_layout(c.rows, c.input_bits), "input"),
+                                     ("o", output_layout(c.outputs, c.out_width), "output"),
+                                     ("cfg", cfg_layout(c.crossbars), "input")):
+        back = "output" if direction == "input" else "input"
+        ports += [(f"{name_}__payload", direction, layout.size), (f"{name_}__valid", direction, 1),
+                  (f"{name_}__ready", back, 1)]
+    ports += [("busy", "output", 1), ("drive", "output", c.rows * X), ("sample", "output", X),
+              ("column", "output", CW * NA), ("trial", "output", B * NA),
+              ("trial_en", "output", NA), ("decision", "input", NA)]
     decl = ["  input clk", "  input rst"]
     conn = ["    .clk(clk)", "    .rst(rst)"]
     for pname, direction, width in ports:
