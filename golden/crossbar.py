@@ -625,6 +625,12 @@ class Crossbar:
         Store a signed integer matrix ``(rows, n_out)``.
     mvm(inputs, *, step=None, time=None, adc_bits=None, trace=False)
         Integer outputs ``(batch, n_out)``.
+    column_values(drive, *, step, plane, time=None)
+        The analog column values of given row drives (what the ADCs sample), with read noise.
+    adc_codes(values, *, step, plane, bits=None)
+        Their ADC codes (offsets, capacitor weights, comparator noise): ``mvm``'s conversion.
+    compare(values, trial, *, step, plane, bits=None)
+        The comparator's decision for single SAR trials.
     """
 
     def __init__(self, config=None, **kwargs):

@@ -1,11 +1,13 @@
-"""Host-side mapper and golden model of the ReRAM PIM tile (``hdl/pim_tile.py``).
+"""Host-side mapper and golden model of the ReRAM PIM tile (``hdl/pim_tile/``).
 
 The tile (Atleus Table IV, ISAAC's IMA organization) holds ``crossbars`` crossbars of
 ``rows x cols`` cells, each read by ``adcs_per_xbar`` column-multiplexed SAR ADCs, grouped by
 ``group`` crossbars that share one shift-and-add unit and one dequantizer (with one scale
 register per crossbar). This module is the host side and the spec of the tile:
 
-- :class:`TileConfig`: the tile's parameters, the same names as :class:`hdl.pim_tile.PimTile`.
+- :class:`TileConfig`: the tile's parameters, the same names as :class:`hdl.pim_tile.PimTile`
+  (which keeps one ``TileConfig``); the register map of its ``cfg`` port (:class:`CfgField`,
+  :data:`REGISTERS`, :func:`cfg_write_fields`, :func:`mode_fields`, :func:`mode_word`).
 - :func:`map_matrix`: a float or integer weight matrix of any size -> crossbar-wise quantized
   tiles (Atleus), optionally split by SVD into an SLC and an MLC part (HyFlexPIM, through
   :func:`golden.hybrid.svd_split`), placed on the crossbars, with the golden crossbars
