@@ -37,7 +37,10 @@ def unpack_fields(value, width, count):
     """``count`` unsigned fields of ``width`` bits from an integer, field 0 at the LSB."""
     n = width * count
     raw = np.frombuffer(int(value).to_bytes((n + 7) // 8, "little"), dtype=np.uint8)
-    bits = np.unpackbits(raw, bitorder="little")[:n].reshape(count, width).astype(np.int64)
+    bits = np.unpackbits(raw, bitorder="little")[:n]
+    if width == 1:
+        return bits.astype(np.int64)
+    bits = bits.reshape(count, width).astype(np.int64)
     return bits @ (np.int64(1) << np.arange(width, dtype=np.int64))
 
 
