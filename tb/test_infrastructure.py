@@ -1,3 +1,4 @@
+# amaranth: UnusedElaboratable=no
 """The shared test infrastructure itself: packing, stream helpers, shared cells, runner."""
 
 import os
@@ -14,8 +15,8 @@ from amaranth.sim import Simulator
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles
 
-from hdl.cells import shared_cell, snake_case
-from hdl.verilog import generate
+from hdl.cells import add_cell, cell_key, shared_cell, snake_case
+from hdl.verilog import generate, generate_modules
 from tb import runner
 from tb.cocotb_streams import StreamDriver, StreamMonitor, reset_dut
 from tb.packing import pack, unpack
@@ -145,6 +146,115 @@ def test_shared_cell_emits_one_module_per_configuration():
     assert snake_case("NocRouter") == "noc_router"
 
 
+class Comb(wiring.Component):
+    """A combinational cell (no clock domain)."""
+
+    def __init__(self, width=4, *, invert=False):
+        self._width, self._invert = width, invert
+        super().__init__({"a": In(width), "y": Out(width)})
+
+    width = property(lambda self: self._width)
+    invert = property(lambda self: self._invert)
+
+    def elaborate(self, platform):
+        m = Module()
+        m.d.comb += self.y.eq(~self.a if self._invert else self.a)
+        return m
+
+
+class CellRow(wiring.Component):
+    """Cells added with add_cell: two equal MAC configurations (the default spelled out
+    once), one other, and combinational cells."""
+
+    def __init__(self):
+        super().__init__({"a": In(8), "b": In(8), "acc": Out(32), "acc4": Out(16),
+                          "y": Out(4), "z": Out(4)})
+
+    def elaborate(self, platform):
+        m = Module()
+        mac0 = add_cell(m, "mac0", Mac)
+        mac1 = add_cell(m, "mac1", Mac, width=8)
+        mac4 = add_cell(m, "mac4", Mac, 4)
+        inv = add_cell(m, "inv", Comb, invert=True)
+        buf = add_cell(m, "buf", Comb, 4, module_name="comb_buffer")
+        m.d.comb += [mac0.a.eq(self.a), mac0.b.eq(self.b), mac1.a.eq(mac0.a_out),
+                     mac1.b.eq(self.b), self.acc.eq(mac1.acc), mac4.a.eq(self.a),
+                     mac4.b.eq(1), self.acc4.eq(mac4.acc), inv.a.eq(self.a), buf.a.eq(inv.y),
+                     self.y.eq(inv.y), self.z.eq(buf.y)]
+        return m
+
+
+def test_add_cell_keys_on_constructor_arguments():
+    """Equal arguments (defaults applied) share a module; other arguments, another module;
+    the clock and reset inputs come from the domains each cell uses."""
+    top, cells = generate_modules(CellRow())
+    assert list(cells) == ["mac", "mac_2", "comb", "comb_buffer"]
+    assert len(re.findall(r"^\s*mac \S+ \(", top, re.MULTILINE)) == 2
+    assert len(re.findall(r"^\s*mac_2 \S+ \(", top, re.MULTILINE)) == 1
+    assert ".clk(clk)" in top.split("mac_2 ")[1].split(");")[0]
+    comb_instance = top.split("\n  comb ")[1].split(");")[0]
+    assert ".clk(" not in comb_instance and ".rst(" not in comb_instance
+    assert "clk" not in cells["comb"] and "input clk;" in cells["mac"]
+    # The RTLIL backend: same modules, same structure.
+    il_top, il_cells = generate_modules(CellRow(), backend="rtlil")
+    assert list(il_cells) == list(cells) and il_top.startswith("attribute")
+    with pytest.raises(ValueError, match=r"^Backend must be one of verilog, rtlil, not 'edif'$"):
+        generate(CellRow(), backend="edif")
+
+
+def test_add_cell_same_behaviour_in_amaranth_sim():
+    dut = CellRow()
+
+    async def bench(ctx):
+        total = 0
+        for t in range(12):
+            ctx.set(dut.a, t)
+            ctx.set(dut.b, 2)
+            assert ctx.get(dut.y) == (~t & 15) and ctx.get(dut.z) == (~t & 15)
+            await ctx.tick()
+            if t >= 1:
+                total += (t - 1) * 2
+            assert ctx.get(dut.acc) == total
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+
+
+def test_cell_key_and_errors():
+    assert cell_key(Comb(4, invert=True)) == (("width", 4), ("invert", True))
+    with pytest.raises(TypeError, match=r"^Cannot derive the key of Mac: it has no property "
+                                        r"for its constructor parameter 'width'$"):
+        cell_key(Mac(8))
+    with pytest.raises(TypeError, match=r"^Cell type must be a wiring.Component subclass, "
+                                        r"not 3$"):
+        add_cell(Module(), "x", 3)
+    with pytest.raises(TypeError, match=r"^Shared cell must be a wiring.Component, not 3$"):
+        shared_cell(3)
+
+
+class LegacyRow(wiring.Component):
+    """shared_cell without a key: the key comes from the cells' properties."""
+
+    def __init__(self):
+        super().__init__({"a": In(4), "y": Out(4), "z": Out(4)})
+
+    def elaborate(self, platform):
+        m = Module()
+        cells = [Comb(4), Comb(4), Comb(4, invert=True)]
+        for n, c in enumerate(cells):
+            m.submodules[f"c{n}"] = shared_cell(c)
+            m.d.comb += c.a.eq(self.a)
+        m.d.comb += [self.y.eq(cells[1].y), self.z.eq(cells[2].y)]
+        return m
+
+
+def test_shared_cell_derives_its_key():
+    _, cells = generate_modules(LegacyRow())
+    assert list(cells) == ["comb", "comb_2"]
+
+
 def test_shared_cell_same_behaviour_in_amaranth_sim():
     dut = MacRow()
 
@@ -241,3 +351,56 @@ def test_build_cache_reuses_unchanged_verilog():
              runner.build_dir_for(verilog, "stream_fifo", name="stream_fifo",
                                   waves=not runner.waves_requested())[0]]
     assert len({first, *other}) == 4
+
+
+def test_parameter_options_shared_by_hdl_and_synth():
+    """One parser for block parameters: single values (python -m hdl) and sweeps (python -m
+    synth sweep), tuples by ``,`` and lists of tuples by ``/``."""
+    import argparse
+
+    import synth.__main__ as synth_main
+    from hdl import __main__ as hdl_main
+    from hdl.cli import add_parameter_options, parse_parameters
+    from hdl.registry import blocks
+    assert synth_main.parse_parameters is parse_parameters is hdl_main.parse_parameters
+    block = blocks()["noc_router"]
+    parser = argparse.ArgumentParser()
+    add_parameter_options(parser, block)
+    assert parse_parameters(block, parser.parse_args(["--dims", "4,4,4", "--vcs", "4"])) == \
+        {"vcs": 4, "dims": (4, 4, 4)}
+    sweep = parse_parameters(block, parser.parse_args(["--dims", "4,4/2,2,2", "--vcs", "1,2"]),
+                             sweep=True)
+    assert sweep == {"vcs": [1, 2], "dims": [(4, 4), (2, 2, 2)]}
+    with pytest.raises(ValueError, match=r"^dims must be comma-separated integers, not '4,x'$"):
+        parse_parameters(block, parser.parse_args(["--dims", "4,x"]))
+    with pytest.raises(ValueError, match=r"^vcs must be an integer, not 'two'$"):
+        parse_parameters(block, parser.parse_args(["--vcs", "1,two"]), sweep=True)
+
+
+def test_registry_skips_a_broken_module_on_request(monkeypatch):
+    import importlib
+
+    from hdl import registry
+    real = importlib.import_module
+    broken = "hdl.noc.network"
+
+    def fake(name, *args):
+        if name == broken:
+            raise RuntimeError("under construction")
+        return real(name, *args)
+
+    monkeypatch.setattr(registry.importlib, "import_module", fake)
+    seen = []
+    registry.blocks(on_error=lambda name, e: seen.append((name, str(e))))
+    assert seen == [(broken, "under construction")]
+    with pytest.raises(RuntimeError, match="under construction"):
+        registry.blocks()
+
+
+def test_synthesis_units_fold_amaranth_submodules():
+    """A block's Amaranth submodules (``top.a``, ``top.a.b``) are synthesized with it; shared
+    cell modules (and theirs) are units of their own."""
+    from synth.design import synthesis_units
+    mods = dict.fromkeys(["top", "top.a", "cell", "top.a.b", "cell.fifo", "other.x"], "")
+    assert synthesis_units(mods) == {"top": ["top", "top.a", "top.a.b"],
+                                     "cell": ["cell", "cell.fifo"], "other.x": ["other.x"]}
