@@ -67,7 +67,7 @@ def _errors(ni):
     return read
 
 
-def _run(top, benches, *, read=None, cycles=100_000):
+def _run(top, benches, *, read=None, background=(), cycles=20_000):
     """Run ``benches`` until all return (failing if they have not after ``cycles``); then,
     three cycles later, ``read(ctx)``'s result is returned."""
     finished = []
@@ -96,6 +96,8 @@ def _run(top, benches, *, read=None, cycles=100_000):
     sim.add_clock(1e-8)
     for bench in benches:
         sim.add_testbench(wrap(bench), background=True)
+    for bench in background:
+        sim.add_testbench(bench, background=True)
     sim.add_testbench(final)
     sim.run()
     assert final in finished, f"not done after {cycles} cycles: {len(finished)} of " \
@@ -216,7 +218,7 @@ def test_packetize_random(name):
     cfg = ni.config
     rng = random.Random(hash(name) & 0xFFFF)
     sends = [(rng.randrange(1 << cfg.dest_bits), random_tag(rng, cfg, _expect(rng, cfg)),
-              random_vector(rng, cfg)) for _ in range(25)]
+              random_vector(rng, cfg)) for _ in range(50)]
     expected = [flit_word(cfg, f) for s in sends for f in packetize(cfg, *s)]
     layout = ni.i.payload.shape()
     out = Collector(ni.inject, len(expected), random.Random(2), 0.4)
@@ -264,7 +266,7 @@ def test_depacketize_random(name):
     cfg = ni.config
     rng = random.Random(hash(name) & 0xFFFF)
     exp = _expect(rng, cfg)
-    flits = _mixed_flits(rng, cfg, exp, 40)
+    flits = _mixed_flits(rng, cfg, exp, 80)
     out, errors, _ = depacketize(cfg, flits, exp)
     assert out and errors
     recv = Collector(ni.o, len(out), random.Random(5), 0.5)
@@ -274,3 +276,220 @@ def test_depacketize_random(name):
     assert [_received(ni, v) for v in recv.items] == out
     assert state == {"error": 1, "errors": len(errors), "kind": int(errors[-1].kind),
                      "tag": tag_word(cfg, errors[-1].tag)}
+
+
+@pytest.mark.parametrize("name", ["default", "not_dividing"])
+def test_reconfigure_and_clear(name):
+    """A ``cfg`` write changes the expectation for the heads that follow it; ``clear``
+    clears the flag, the count and the last error."""
+    ni = NetworkInterface(**CONFIGS[name])
+    cfg = ni.config
+    rng = random.Random(7)
+    exp1, exp2 = _expect(rng, cfg), _expect(rng, cfg)
+    seg1, seg2 = _mixed_flits(rng, cfg, exp1, 15), _mixed_flits(rng, cfg, exp2, 15)
+    out1, err1, st = depacketize(cfg, seg1, exp1)
+    out2, err2, _ = depacketize(cfg, seg2, exp2, state=st)
+    assert err1 and err2
+    layout = ni.cfg.payload.shape()
+    flits_rng = random.Random(8)
+
+    async def sender(ctx):
+        await stream_put(ctx, ni.cfg, pack(layout, config_item(exp1)))
+        for f in seg1:
+            await stream_put(ctx, ni.eject, flit_word(cfg, f), idle=_idle(flits_rng, 0.2))
+        await stream_put(ctx, ni.cfg, pack(layout, config_item(exp2, clear=True)))
+        for f in seg2:
+            await stream_put(ctx, ni.eject, flit_word(cfg, f), idle=_idle(flits_rng, 0.2))
+
+    recv = Collector(ni.o, len(out1) + len(out2), random.Random(9), 0.3)
+    state = _run(ni, [sender, recv], read=_errors(ni))
+    assert [_received(ni, v) for v in recv.items] == out1 + out2
+    assert state == {"error": 1, "errors": len(err2), "kind": int(err2[-1].kind),
+                     "tag": tag_word(cfg, err2[-1].tag)}
+
+    async def clear_only(ctx):
+        await stream_put(ctx, ni.cfg, pack(layout, config_item(exp1)))
+        await stream_put(ctx, ni.eject, flit_word(cfg, packetize(cfg, 0, bad_tag(rng, cfg, exp1),
+                                                                 random_vector(rng, cfg))[0]))
+        await stream_put(ctx, ni.cfg, pack(layout, config_item(clear=True)))
+    assert _run(ni, [clear_only], read=_errors(ni)) == {"error": 0, "errors": 0, "kind": 0,
+                                                        "tag": 0}
+
+
+# -- both halves -----------------------------------------------------------------------------
+
+def _loopback(ni):
+    """``inject`` wired to ``eject``: the node sends to itself."""
+    m = Module()
+    m.submodules.ni = ni
+    wiring.connect(m, ni.inject, ni.eject)
+    return m
+
+
+def _stream_rule_checker(streams, violations):
+    """Per cycle: once ``valid`` is high it stays high with the same payload until ``ready``."""
+    async def check(ctx):
+        signals = [x for s in streams for x in (s.valid, s.ready, s.payload.as_value())]
+        held = [None] * len(streams)
+        while True:
+            _clk, _rst, *values = await ctx.tick().sample(*signals)
+            for k in range(len(streams)):
+                valid, ready, payload = values[3 * k:3 * k + 3]
+                if held[k] is not None and (not valid or _word(payload) != held[k]):
+                    violations.append((k, held[k]))
+                held[k] = _word(payload) if valid and not ready else None
+    return check
+
+
+@pytest.mark.parametrize("name", ["default", "elem_gt_payload", "length1"])
+def test_loopback(name):
+    """Packetizer into depacketizer with random idle on ``i`` and backpressure on ``o``:
+    the expected vectors come back in order, the others are counted as errors, and no
+    stream breaks the valid/payload rule."""
+    ni = NetworkInterface(**CONFIGS[name])
+    cfg = ni.config
+    rng = random.Random(11)
+    exp = _expect(rng, cfg)
+    sends = [(rng.randrange(cfg.nodes), random_tag(rng, cfg, exp) if rng.random() < 0.7 else
+              bad_tag(rng, cfg, exp), random_vector(rng, cfg)) for _ in range(40)]
+    out, errors, _ = depacketize(cfg, [f for s in sends for f in packetize(cfg, *s)], exp)
+    assert out == [(t, v) for _, t, v in sends if exp.matches(t)]
+    layout = ni.i.payload.shape()
+    recv = Collector(ni.o, len(out), random.Random(12), 0.5)
+    sender = _sender(ni.i, [pack(layout, send_item(*s)) for s in sends], random.Random(13), 0.3,
+                     before=_configure(ni, [config_item(exp)]))
+    violations = []
+    top = _loopback(ni)
+    sim_state = _run(top, [sender, recv], read=_errors(ni),
+                     background=[_stream_rule_checker([ni.inject, ni.o], violations)])
+    assert [_received(ni, v) for v in recv.items] == out
+    assert sim_state["errors"] == len(errors) and sim_state["error"] == int(bool(errors))
+    assert violations == []
+
+
+@pytest.mark.parametrize("name", ["default", "elem_gt_payload", "length1"])
+def test_timing_contract(name):
+    """Without idle or backpressure: the header leaves 1 cycle after its vector is accepted,
+    flits go back to back, a vector is accepted every ``1 + B`` cycles, and the vector is on
+    ``o`` the cycle after its tail flit (loop-back: ``2 + B`` cycles in to out)."""
+    ni = NetworkInterface(**CONFIGS[name])
+    cfg = ni.config
+    F = cfg.flits_per_packet
+    rng = random.Random(14)
+    exp = _expect(rng, cfg)
+    n = 6
+    sends = [(0, random_tag(rng, cfg, exp), random_vector(rng, cfg)) for _ in range(n)]
+    layout = ni.i.payload.shape()
+    log = {"in": [], "flit": [], "out": []}
+
+    async def bench(ctx):
+        await stream_put(ctx, ni.cfg, pack(layout_cfg, config_item(exp)))
+        ctx.set(ni.o.ready, 1)
+        pending = list(sends)
+        for cycle in range(n * F + 10):
+            if pending:
+                ctx.set(ni.i.valid, 1)
+                ctx.set(ni.i.payload.as_value(), pack(layout, send_item(*pending[0])))
+            else:
+                ctx.set(ni.i.valid, 0)
+            if ctx.get(ni.i.valid) and ctx.get(ni.i.ready):
+                log["in"].append(cycle)
+                pending.pop(0)
+            if ctx.get(ni.inject.valid) and ctx.get(ni.inject.ready):
+                log["flit"].append(cycle)
+                assert ctx.get(ni.eject.ready)
+            if ctx.get(ni.o.valid):
+                log["out"].append(cycle)
+            await ctx.tick()
+
+    layout_cfg = ni.cfg.payload.shape()
+    _run(_loopback(ni), [bench])
+    t0 = log["in"][0]
+    assert log["in"] == [t0 + k * F for k in range(n)]
+    assert log["flit"] == [t0 + 1 + k for k in range(n * F)]
+    assert log["out"] == [t0 + 1 + F + k * F for k in range(n)]
+
+
+@pytest.mark.parametrize("name", ["default", "elem_gt_payload"])
+def test_reset_mid_packet(name):
+    """Reset in mid-packet on both sides: the packetizer starts the next vector with a fresh
+    header; the depacketizer drops the rest of the interrupted packet as an orphan (error
+    state cleared by the reset, then one ORPHAN) and delivers the next packet."""
+    ni = NetworkInterface(**CONFIGS[name])
+    cfg = ni.config
+    rst = Signal()
+    m = Module()
+    m.submodules.ni = ResetInserter(rst)(ni)
+    rng = random.Random(15)
+    exp = _expect(rng, cfg)
+    a, b = [(3, random_tag(rng, cfg, exp), random_vector(rng, cfg)) for _ in range(2)]
+    x, y = [packetize(cfg, 0, random_tag(rng, cfg, exp), random_vector(rng, cfg))
+            for _ in range(2)]
+    bad = packetize(cfg, 0, bad_tag(rng, cfg, exp), random_vector(rng, cfg))
+    cut = 2                                 # flits of x and of a's packet before the reset
+    layout, layout_cfg = ni.i.payload.shape(), ni.cfg.payload.shape()
+    result = {}
+
+    async def bench(ctx):
+        await stream_put(ctx, ni.cfg, pack(layout_cfg, config_item(exp)))
+        for f in bad + x[:cut]:
+            await stream_put(ctx, ni.eject, flit_word(cfg, f))
+        await stream_put(ctx, ni.i, pack(layout, send_item(*a)))
+        got = [_word(await stream_get(ctx, ni.inject)) for _ in range(cut)]
+        assert got == [flit_word(cfg, f) for f in packetize(cfg, *a)[:cut]]
+        assert ctx.get(ni.errors) == 1 and ctx.get(ni.inject.valid)
+        ctx.set(rst, 1)
+        await ctx.tick()
+        ctx.set(rst, 0)
+        result["after_reset"] = (ctx.get(ni.inject.valid), ctx.get(ni.o.valid), ctx.get(ni.errors),
+                                 ctx.get(ni.error))
+        await stream_put(ctx, ni.cfg, pack(layout_cfg, config_item(exp)))
+        for f in x[cut:] + y:
+            await stream_put(ctx, ni.eject, flit_word(cfg, f))
+        await stream_put(ctx, ni.i, pack(layout, send_item(*b)))
+        result["flits"] = [_word(await stream_get(ctx, ni.inject)) for _ in range(len(y))]
+        result["vector"] = _received(ni, await stream_get(ctx, ni.o))
+        result["errors"] = await _errors(ni)(ctx)
+
+    _run(m, [bench])
+    out, errors, _ = depacketize(cfg, x[cut:] + y, exp)
+    assert result["after_reset"] == (0, 0, 0, 0)
+    assert result["flits"] == [flit_word(cfg, f) for f in packetize(cfg, *b)]
+    assert [result["vector"]] == out and [e.kind for e in errors] == [ErrorKind.ORPHAN]
+    assert result["errors"] == {"error": 1, "errors": 1, "kind": int(ErrorKind.ORPHAN), "tag": 0}
+
+
+# -- parameters ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("kw,exc,match", [
+    (dict(payload_width=0), TypeError, r"payload_width must be an integer from 1 to 1024, not 0"),
+    (dict(payload_width=2000), TypeError, r"payload_width must be an integer from 1 to 1024"),
+    (dict(elem_width=0), TypeError, r"elem_width must be an integer from 1 to 1024, not 0"),
+    (dict(elem_width=8.0), TypeError, r"elem_width must be an integer from 1 to 1024, not 8.0"),
+    (dict(length=0), TypeError, r"length must be an integer from 1 to 4096, not 0"),
+    (dict(nodes=0), TypeError, r"nodes must be an integer from 1 to 4096, not 0"),
+    (dict(layer_bits=0), TypeError, r"layer_bits must be an integer from 1 to 16, not 0"),
+    (dict(stage_bits=17), TypeError, r"stage_bits must be an integer from 1 to 16, not 17"),
+    (dict(offset_bits=33), TypeError, r"offset_bits must be an integer from 1 to 32, not 33"),
+    (dict(payload_width=16, layer_bits=4, stage_bits=4, offset_bits=9), ValueError,
+     r"The tag \(layer_bits \+ stage_bits \+ offset_bits = 17 bits\) must fit the flit "
+     r"payload \(payload_width = 16 bits\)"),
+])
+def test_parameter_errors(kw, exc, match):
+    with pytest.raises(exc, match=match):
+        NetworkInterface(**kw)
+
+
+def test_golden_argument_errors():
+    cfg = NiConfig(payload_width=16, elem_width=4, length=2, layer_bits=2, stage_bits=2,
+                   offset_bits=4)
+    with pytest.raises(TypeError, match=r"offset must be an integer from 0 to 15, not 16"):
+        packetize(cfg, 0, (0, 0, 16), [0, 0])
+    with pytest.raises(ValueError, match=r"vector element 1 must be from 0 to 15 \(elem_width "
+                                         r"4\), not 16"):
+        packetize(cfg, 0, (0, 0, 0), [0, 16])
+    with pytest.raises(ValueError, match=r"vector must have length 2, not shape \(3,\)"):
+        packetize(cfg, 0, (0, 0, 0), [0, 0, 0])
+    with pytest.raises(TypeError, match=r"dest must be an integer from 0 to 255, not 256"):
+        packetize(cfg, 256, (0, 0, 0), [0, 0])
+    assert MAX_COUNT == (1 << 16) - 1
