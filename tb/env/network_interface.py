@@ -107,7 +107,8 @@ class NiMesh(wiring.Component):
         })
 
     def elaborate(self, platform):
-        from hdl.noc import NetworkInterface, NocNetwork
+        from hdl.noc import NocNetwork
+        from hdl.noc.network_interface import NetworkInterface
         m = Module()
         m.submodules.net = net = NocNetwork("mesh", **self.net_params)
         for n in range(self.nodes):
