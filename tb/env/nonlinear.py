@@ -328,10 +328,11 @@ class NonlinearBench:
         dut.o__ready.value = 0
         cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
 
-    async def start(self):
-        """Reset, then start the drivers and the monitor."""
+    async def start(self, *, reset=True):
+        """Reset (unless ``reset`` is False), then start the drivers and the monitor."""
         from tb.cocotb_streams import StreamDriver, StreamMonitor, reset_dut
-        await reset_dut(self.dut)
+        if reset:
+            await reset_dut(self.dut)
         w = self.unit.width
         s = self.seed
         self.cmd = StreamDriver(self.dut, "cmd", self.unit.cmd.payload.shape(), idle=self.idle,
@@ -340,6 +341,19 @@ class NonlinearBench:
         self.res = StreamDriver(self.dut, "res", signed(w), idle=self.idle, seed=s + 2)
         self.monitor = StreamMonitor(self.dut, "o", self.unit.o.payload.shape(),
                                      backpressure=self.backpressure, seed=s + 3)
+        self.expected = []
+
+    async def reset_now(self):
+        """Stop the drivers and the monitor (their queues are dropped) and reset the DUT; the
+        ``gamma_q`` / ``beta_q`` buffers keep their contents, as in the hardware. Call
+        :meth:`start` with ``reset=False`` to go on."""
+        from cocotb.triggers import FallingEdge
+        from tb.cocotb_streams import reset_dut
+        await FallingEdge(self.dut.clk)              # out of a read-only phase
+        for stream in (self.cmd, self.i, self.res, self.monitor):
+            stream.kill()
+        self.dut.o__ready.value = 0
+        await reset_dut(self.dut)
 
     def send(self, jobs):
         """Queue ``jobs`` on the drivers and their words on the scoreboard."""
