@@ -41,11 +41,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from . import noc
 from ._check import check_int
 
 __all__ = ["NiConfig", "Expect", "ErrorKind", "NiError", "NONE_EXPECTED", "dest_bits_for",
            "packetize", "depacketize", "flit_word", "flit_fields", "tag_word",
-           "packet_flits", "transfer_flits"]
+           "packet_flits", "transfer_flits", "stream_cycles"]
 
 MAX_COUNT = (1 << 16) - 1      # the error counter saturates here (16 bits)
 
@@ -309,3 +310,14 @@ def transfer_flits(nbytes, *, payload_width, vector_bytes):
     check_int("vector_bytes", vector_bytes, 1)
     packets = -(-int(nbytes) // vector_bytes)
     return packets * (1 + -(-8 * vector_bytes // payload_width))
+
+
+def stream_cycles(cfg, hops, vectors=1):
+    """Zero-load cycles from the transfer of the first of ``vectors`` back-to-back vectors
+    on the sending interface's ``i`` to the transfer of the last one on the receiving
+    interface's ``o`` (``o`` always ready), ``hops`` router-to-router links apart:
+    1 (vector to header flit) + :func:`golden.noc.zero_load_latency` of ``vectors *
+    flits_per_packet`` flits (the packets go back to back) + 1 (tail flit to vector)."""
+    check_int("hops", hops, 0)
+    check_int("vectors", vectors, 1)
+    return 2 + int(noc.zero_load_latency(hops, vectors * cfg.flits_per_packet))

@@ -46,6 +46,32 @@ async def ni_mesh_saturated(dut):
     await tb.finish()
 
 
+@cocotb.test()
+async def ni_mesh_zero_load_latency(dut):
+    """One flow at a time, 1 and 3 vectors back to back, between every pair of nodes: the
+    cycles from the first vector in to the last vector out equal
+    :func:`golden.network_interface.stream_cycles` (the vectors reach ``o`` unchanged)."""
+    from golden import noc as golden_noc
+    from golden.network_interface import stream_cycles
+    tb = NiMeshBench(dut, seed=7, idle=0.0, backpressure=0.0)
+    await tb.start()
+    topo = golden_noc.make_topology("mesh", MESH_CONFIG["dims"])
+    hops = golden_noc.hop_matrix(topo, golden_noc.routing_table(topo))
+    for src in range(tb.nodes):
+        for dst in range(tb.nodes):
+            for k in (1, 3):
+                first = tb.drivers[src].sent
+                start = len(tb.monitors[dst].received)
+                for _ in range(k):
+                    tb.send(src, dst)
+                await tb.monitors[dst].wait_received(start + k, timeout=200)
+                t_in = tb.drivers[src].cycles[first]
+                t_out = tb.monitors[dst].cycles[start + k - 1]
+                assert t_out - t_in == stream_cycles(tb.cfg, int(hops[src, dst]), k), \
+                    f"{src}->{dst}, {k} vectors: {t_out - t_in} cycles"
+    await tb.finish()
+
+
 def test_network_interface_verilator():
     from hdl.verilog import generate
     top = NiMesh(**MESH_CONFIG)

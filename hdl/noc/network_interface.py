@@ -282,8 +282,10 @@ class NiDepacketizer(wiring.Component):
        layer_bits="tag layer field width (1-16)", stage_bits="tag stage field width (1-16)",
        offset_bits="tag offset field width (1-32); the tag must fit one flit payload")
 class NetworkInterface(wiring.Component):
-    """A node's network interface: vectors to packets on ``inject``, packets from ``eject``
-    back to vectors, one flit per cycle each way.
+    """A node's network interface: vectors to flit packets and back, a flit per cycle each way.
+
+    Vectors from ``i`` leave as packets on ``inject``; packets from ``eject`` come back as
+    vectors on ``o``.
 
     Contract (both directions independent; full backpressure end to end):
 
