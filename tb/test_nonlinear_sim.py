@@ -230,3 +230,51 @@ def test_registered():
     b = blocks(on_error=lambda name, e: None)["nonlinear_unit"]
     assert b.cls is NonlinearUnit and b.module_name == "nonlinear_unit"
     assert {p.name for p in b.params} == {"width", "out_width", "max_len"}
+
+
+def test_transformer_layer_kernels():
+    """The unit reproduces the nonlinear tensors of a bit-true encoder layer
+    (:class:`golden.transformer.EncoderLayer`, the regression layer with a causal mask): the
+    attention probabilities from the masked scores, both LayerNorms and the GELU, with the
+    layer's own formats and LayerNorm weights."""
+    import math
+
+    from golden.chip import REGRESSION_TILE
+    from golden.transformer import EncoderLayer, LayerConfig, random_weights
+
+    cfg = LayerConfig(d_model=64, heads=2, d_ff=256, seq_len=16, lora_rank=4, causal=True)
+    x = np.random.default_rng(1).normal(0, 1, (cfg.seq_len, cfg.d_model))
+    layer = EncoderLayer(cfg, random_weights(cfg, 3), tile=REGRESSION_TILE, seed=5)
+    F = layer.calibrate(x)
+    _, t = layer.forward(layer.quantize_input(x), taps=True)
+    params = dict(width=cfg.res_bits, out_width=16, max_len=cfg.d_model)
+    unit = NonlinearUnit(**params)
+    gold = GoldenUnit(unit)
+    jobs, want = [], []
+    dh = cfg.d_head
+    mask = np.triu(np.ones((cfg.seq_len, cfg.seq_len), dtype=bool), 1)
+    for h in range(cfg.heads):
+        sl = slice(h * dh, (h + 1) * dh)
+        s = layer.gemm(t["q"][:, sl], t["k"][:, sl].T, out_shift=F["q"] + F["k"] - F["s"],
+                       out_width=cfg.score_bits)
+        s = np.where(mask, -(1 << (cfg.score_bits - 1)), s)
+        for row in s:
+            jobs.append(gold.softmax(row, 2.0 ** -F["s"] / math.sqrt(dh), out_bits=cfg.act_bits))
+        want.append(t["p"][h])
+    w = layer.weights
+    for src, g, b, dst in (("r1", "ln1_g", "ln1_b", "h"), ("r2", "ln2_g", "ln2_b", "y")):
+        c = nl.layernorm_constants(w[g], w[b], 2.0 ** -F[dst])
+        jobs += [gold.load(c["gamma_q"], "gamma"), gold.load(c["beta_q"], "beta")]
+        jobs += [gold.layernorm(row, gamma_frac=c["gamma_frac"], out_scale_log2=-F[dst],
+                                out_bits=cfg.act_bits) for row in t[src]]
+        want.append(t[dst])
+    f1 = t["f1"].reshape(-1, cfg.d_model)
+    jobs += [gold.gelu(row, 2.0 ** -F["f1"], 2.0 ** -F["g"], out_bits=cfg.act_bits) for row in f1]
+    want.append(t["g"])
+    out = run_sim(params, jobs, seed=9, idle=0.1, backpressure=0.1)
+    _check(jobs, out["words"])
+    # ... and the golden calls of the jobs are the layer's: the rows give its tensors.
+    rows = [j for j in jobs if not j.kind.startswith("load")]
+    got = np.concatenate([[wd["data"] for wd in j.words] for j in rows])
+    assert np.array_equal(got, np.concatenate([np.ravel(a) for a in want]))
+    assert any(-(1 << (cfg.score_bits - 1)) in j.i for j in rows if j.kind == "softmax")
