@@ -493,3 +493,26 @@ def test_golden_argument_errors():
     with pytest.raises(TypeError, match=r"dest must be an integer from 0 to 255, not 256"):
         packetize(cfg, 256, (0, 0, 0), [0, 0])
     assert MAX_COUNT == (1 << 16) - 1
+
+
+def test_error_count_saturates():
+    """65537 one-flit packets with an unexpected tag, back to back: every one is taken in
+    its cycle, and the count stops at 65535."""
+    ni = NetworkInterface(**CONFIGS["tiny"])
+    cfg = ni.config
+    word = flit_word(cfg, (1, 1, 0, tag_word(cfg, (1, 1, 1))))   # nothing expected after reset
+    state = {}
+
+    async def bench(ctx):
+        ctx.set(ni.eject.payload.as_value(), word)
+        ctx.set(ni.eject.valid, 1)
+        taken = 0
+        for _ in range(MAX_COUNT + 2):
+            taken += ctx.get(ni.eject.ready)
+            await ctx.tick()
+        ctx.set(ni.eject.valid, 0)
+        state.update(await _errors(ni)(ctx), taken=taken)
+
+    _run(ni, [bench], cycles=MAX_COUNT + 10)
+    assert state == {"error": 1, "errors": MAX_COUNT, "kind": int(ErrorKind.TAG),
+                     "tag": tag_word(cfg, (1, 1, 1)), "taken": MAX_COUNT + 2}
