@@ -202,6 +202,10 @@ def test_golden_error_rules():
     assert depacketize(cfg, good)[1][0].kind == ErrorKind.TAG     # nothing expected after reset
 
 
+def test_error_kinds_match_golden():
+    assert {k.name: k.value for k in NiErrorKind} == {k.name: int(k) for k in ErrorKind}
+
+
 def test_transfer_flits():
     assert transfer_flits(64, payload_width=32, vector_bytes=32) == 2 * (1 + 8)
     assert transfer_flits(65, payload_width=32, vector_bytes=32) == 3 * (1 + 8)
