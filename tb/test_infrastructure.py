@@ -80,6 +80,14 @@ def random_flits(seed, n):
              "last": rng.randrange(2)} for _ in range(n)]
 
 
+def _simulate(dut, *benches):
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    for bench in benches:
+        sim.add_testbench(bench)
+    sim.run()
+
+
 def test_pack_roundtrip():
     for flit in random_flits(0, 100):
         assert unpack(FLIT, pack(FLIT, flit)) == flit
@@ -129,11 +137,7 @@ def test_pack_matches_amaranth_view():
             # The View's own fields agree with unpack().
             assert payload.dest == got[-1]["dest"] and payload.data[1] == got[-1]["data"][1]
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(producer)
-    sim.add_testbench(consumer)
-    sim.run()
+    _simulate(dut, producer, consumer)
     assert got == flits
 
 
@@ -216,10 +220,7 @@ def test_add_cell_same_behaviour_in_amaranth_sim():
                 total += (t - 1) * 2
             assert ctx.get(dut.acc) == total
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(bench)
-    sim.run()
+    _simulate(dut, bench)
 
 
 def test_cell_key_and_errors():
@@ -268,10 +269,7 @@ def test_shared_cell_same_behaviour_in_amaranth_sim():
                 total += (t - 1) * 3
             assert ctx.get(dut.acc1) == total
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(bench)
-    sim.run()
+    _simulate(dut, bench)
 
 
 # -- cocotb: stream drivers and monitors through a FIFO, with idle cycles and backpressure --

@@ -1,3 +1,4 @@
+# amaranth: UnusedElaboratable=no
 """hdl.lib: round-robin arbiter, stream merge and queue against reference models, cycle by
 cycle, in the Amaranth simulator; parameter validation."""
 

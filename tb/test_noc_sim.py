@@ -1,3 +1,4 @@
+# amaranth: UnusedElaboratable=no
 """NoC: golden-model checks, parameter validation and a small Amaranth-simulator run."""
 
 import numpy as np

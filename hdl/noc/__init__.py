@@ -1,6 +1,16 @@
-"""Network-on-chip: the credit-based wormhole router and the networks built from it."""
+"""Network-on-chip: the credit-based wormhole router, its units, and the networks built from it.
 
-from .router import NocRouter, NocLinkSignature, flit_layout, link_flit_layout
+``router.py`` (:class:`NocRouter`) only instantiates and connects its units:
+``input_unit.py``, ``vc_allocator.py``, ``switch_allocator.py``, ``crossbar.py``,
+``output_unit.py``; ``config.py`` holds its parameters (:class:`RouterConfig`),
+``signatures.py`` the flit formats and the bundles between the units, ``network.py`` the
+networks (:class:`NocNetwork`).
+"""
+
+from .config import RouterConfig
 from .network import NocNetwork
+from .router import NocRouter
+from .signatures import NocLinkSignature, flit_layout, link_flit_layout
 
-__all__ = ["NocRouter", "NocLinkSignature", "NocNetwork", "flit_layout", "link_flit_layout"]
+__all__ = ["NocRouter", "NocLinkSignature", "NocNetwork", "RouterConfig", "flit_layout",
+           "link_flit_layout"]

@@ -6,11 +6,44 @@ from amaranth.lib.wiring import In, Out
 
 from golden import noc as golden_noc
 
-from ..cells import shared_cell
+from ..cells import add_cell
 from ..registry import block
+from .config import RouterConfig
 from .router import NocRouter, dest_bits_for, flit_layout
 
-__all__ = ["NocNetwork"]
+__all__ = ["NocNetwork", "check_network"]
+
+
+def check_network(topology="atleus", *, dims=(4, 4, 4), vcs=2, buffer=8, payload_width=32,
+                  slots=2, routing_scheme="auto"):
+    """Check :class:`NocNetwork` parameters without building anything.
+
+    Returns
+    -------
+    (golden.noc.Topology, numpy.ndarray)
+        The topology and its routing table.
+
+    Raises
+    ------
+    TypeError, ValueError
+        A bad parameter, named (the router's through :class:`hdl.noc.RouterConfig`).
+    """
+    if topology not in golden_noc.TOPOLOGIES:
+        raise TypeError(f"topology must be one of {', '.join(golden_noc.TOPOLOGIES)}, "
+                        f"not {topology!r}")
+    if not isinstance(dims, tuple) or len(dims) not in (2, 3) or \
+            not all(isinstance(d, int) and not isinstance(d, bool) and 1 <= d <= 64 for d in dims):
+        raise TypeError(f"dims must be a tuple of 2 or 3 integers from 1 to 64, not {dims!r}")
+    topo = golden_noc.make_topology(topology, dims)
+    schemes = ("auto", "dor") if topo.routing == "dor" else ("auto", "rule", "updown")
+    if routing_scheme not in schemes:
+        raise ValueError(f"routing_scheme must be one of {', '.join(schemes)} on the "
+                         f"{topology} topology, not {routing_scheme!r}")
+    table = golden_noc.routing_table(topo, routing_scheme)
+    for n_ports in sorted({topo.n_ports(n) for n in range(topo.n_nodes)}):
+        RouterConfig(ports=n_ports, vcs=vcs, buffer=buffer, payload_width=payload_width,
+                     routing=topo.routing, dims=dims, slots=slots)
+    return topo, table
 
 
 @block("noc_network", topology="mesh, mesh_skip or atleus",
@@ -29,7 +62,7 @@ class NocNetwork(wiring.Component):
     routing deadlock-free before any RTL is built). Meshes route by dimension order in the
     routers; other topologies through a routing-table input wired to constants. Each
     distinct router configuration (port count, VCs, buffer, width, routing) is one shared
-    Verilog module (:func:`hdl.cells.shared_cell`).
+    Verilog module (:func:`hdl.cells.add_cell`).
 
     Timing: per packet of ``L`` flits over ``h`` hops, ``2*h + 2 + L - 1`` cycles from the
     head's injection to the tail's ejection at zero load (:func:`golden.noc.zero_load_latency`,
@@ -50,7 +83,7 @@ class NocNetwork(wiring.Component):
         a mesh; otherwise whichever of the topology's rule and up*/down* routing has the
         fewer average hops under uniform traffic), ``"rule"`` or ``"updown"`` (tables, not on
         a mesh, whose routers route by dimension order). On Atleus, ``"auto"`` picks
-        up*/down* (4.15 average hops against 5.61); the rule (vertical first, then along the
+        up*/down* (fewer average hops); the rule (vertical first, then along the
         tier) gives every layer-to-layer flow of :func:`golden.noc.layer_pipeline` its own
         channels.
 
@@ -67,40 +100,21 @@ class NocNetwork(wiring.Component):
 
     def __init__(self, topology="atleus", *, dims=(4, 4, 4), vcs=2, buffer=8, payload_width=32,
                  slots=2, routing_scheme="auto"):
-        if topology not in golden_noc.TOPOLOGIES:
-            raise TypeError(f"topology must be one of {', '.join(golden_noc.TOPOLOGIES)}, "
-                            f"not {topology!r}")
-        if not isinstance(dims, tuple) or len(dims) not in (2, 3) or \
-                not all(isinstance(d, int) and not isinstance(d, bool) and 1 <= d <= 64 for d in dims):
-            raise TypeError(f"dims must be a tuple of 2 or 3 integers from 1 to 64, not {dims!r}")
-        self._topo = golden_noc.make_topology(topology, dims)
-        schemes = ("auto", "dor") if self._topo.routing == "dor" else ("auto", "rule", "updown")
-        if routing_scheme not in schemes:
-            raise ValueError(f"routing_scheme must be one of {', '.join(schemes)} on the "
-                             f"{topology} topology, not {routing_scheme!r}")
+        self._topo, self._table = check_network(
+            topology, dims=dims, vcs=vcs, buffer=buffer, payload_width=payload_width,
+            slots=slots, routing_scheme=routing_scheme)
         self._routing_scheme = routing_scheme
-        self._table = golden_noc.routing_table(self._topo, routing_scheme)
         self._topology, self._dims = topology, dims
         self._vcs, self._buffer, self._payload_width = vcs, buffer, payload_width
         self._slots = slots
-        # Validate router parameters once (raises TypeError/ValueError naming them).
-        for n_ports in sorted({self._topo.n_ports(n) for n in range(self._topo.n_nodes)}):
-            probe = NocRouter(n_ports, vcs=vcs, buffer=buffer, payload_width=payload_width,
-                              routing=self._topo.routing, dims=dims, slots=slots)
-            probe._MustUse__silence = True      # built only to validate the parameters
-        self._flit_layout = probe.flit_layout
         flit = flit_layout(dest_bits=dest_bits_for(self._topo.n_nodes), payload_width=payload_width)
+        self._flit_layout = flit
         n = self._topo.n_nodes
         super().__init__({
             "inject": In(stream.Signature(flit)).array(n),
             "eject": Out(stream.Signature(flit)).array(n),
             "error": Out(n),
         })
-
-    def _make_router(self, n):
-        return NocRouter(self._topo.n_ports(n), vcs=self._vcs, buffer=self._buffer,
-                         payload_width=self._payload_width, routing=self._topo.routing,
-                         dims=self._dims, slots=self._slots)
 
     topology = property(lambda self: self._topology)
     dims = property(lambda self: self._dims)
@@ -127,12 +141,11 @@ class NocNetwork(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         topo = self._topo
-        routers = [self._make_router(n) for n in range(topo.n_nodes)]
+        routers = [add_cell(m, f"router_{n}", NocRouter, topo.n_ports(n), vcs=self._vcs,
+                            buffer=self._buffer, payload_width=self._payload_width,
+                            routing=topo.routing, dims=self._dims, slots=self._slots)
+                   for n in range(topo.n_nodes)]
         for n, r in enumerate(routers):
-            cell = shared_cell(r, key=r.key)
-            if cell is not r:
-                r._MustUse__silence = True      # emitted as an instance of the shared module
-            m.submodules[f"router_{n}"] = cell
             wiring.connect(m, wiring.flipped(self.inject[n]), r.inject)
             wiring.connect(m, r.eject, wiring.flipped(self.eject[n]))
             m.d.comb += self.error[n].eq(r.error)

@@ -1,156 +1,22 @@
-"""Input-buffered, credit-based wormhole router with virtual channels.
+"""The credit-based wormhole router with virtual channels, composed of its units.
 
-Flit format (:func:`flit_layout`, first field at the LSB)::
-
-    head    : 1               first flit of a packet (carries the destination)
-    tail    : 1               last flit of a packet (head and tail set: a one-flit packet)
-    dest    : dest_bits       destination node (read from the head flit only; body and tail
-                              flits carry it unchanged and the router ignores it)
-    payload : payload_width   user data, delivered unchanged
-
-On a router-to-router link the flit travels with its virtual channel (:func:`link_flit_layout`:
-``vc`` then ``flit``), and credits travel back, one bit per VC (:class:`NocLinkSignature`).
+Flit and link formats: :mod:`hdl.noc.signatures` (re-exported here).
 """
 
-import types
-
-from amaranth import C, Cat, Module, Mux, Shape, Signal
-from amaranth.lib import data, stream, wiring
-from amaranth.lib.memory import Memory
+from amaranth import Module
+from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from golden.noc import CREDIT_ROUND_TRIP, MESH_PORTS
-
-from ..cells import shared_cell
 from ..registry import block
+from .config import RouterConfig
+from .crossbar import NocCrossbar
+from .input_unit import NocInputUnit
+from .output_unit import NocOutputUnit
+from .signatures import NocLinkSignature, dest_bits_for, flit_layout, link_flit_layout
+from .switch_allocator import NocSwitchAllocator
+from .vc_allocator import NocVcAllocator
 
 __all__ = ["NocRouter", "NocLinkSignature", "flit_layout", "link_flit_layout", "dest_bits_for"]
-
-VCS_ALLOWED = (1, 2, 4)
-ROUTINGS = ("dor", "table")
-
-
-def dest_bits_for(n_nodes):
-    """Width of the ``dest`` field: at least 8 bits, so that destinations outside a small
-    network can be expressed (and are refused at injection)."""
-    return max(8, (n_nodes - 1).bit_length())
-
-
-def flit_layout(*, dest_bits, payload_width):
-    """The flit: ``head``, ``tail``, ``dest``, ``payload`` (first field at the LSB)."""
-    return data.StructLayout({"head": 1, "tail": 1, "dest": dest_bits, "payload": payload_width})
-
-
-def link_flit_layout(*, vcs, dest_bits, payload_width):
-    """A flit on a router-to-router link: ``vc`` (its virtual channel), then ``flit``."""
-    return data.StructLayout({"vc": max(1, (vcs - 1).bit_length()),
-                              "flit": flit_layout(dest_bits=dest_bits, payload_width=payload_width)})
-
-
-class NocLinkSignature(wiring.Signature):
-    """A router-to-router channel, as seen by the sending router.
-
-    Members
-    -------
-    valid : Out(1)
-        A flit is on the link this cycle (no handshake: credits guarantee buffer space).
-    flit : Out(link_flit_layout(...))
-        The flit and its virtual channel.
-    credit : In(vcs)
-        One bit per VC: the receiver freed one buffer slot of that VC (one cycle pulse).
-    """
-
-    def __init__(self, *, vcs, dest_bits, payload_width):
-        self._vcs, self._dest_bits, self._payload_width = vcs, dest_bits, payload_width
-        super().__init__({
-            "valid": Out(1),
-            "flit": Out(link_flit_layout(vcs=vcs, dest_bits=dest_bits, payload_width=payload_width)),
-            "credit": In(vcs),
-        })
-
-    def __eq__(self, other):
-        return (type(other) is type(self) and
-                (self._vcs, self._dest_bits, self._payload_width) ==
-                (other._vcs, other._dest_bits, other._payload_width))
-
-    def __hash__(self):
-        return hash((self._vcs, self._dest_bits, self._payload_width))
-
-    def __repr__(self):
-        return (f"NocLinkSignature(vcs={self._vcs}, dest_bits={self._dest_bits}, "
-                f"payload_width={self._payload_width})")
-
-
-def _round_robin(m, requests, name):
-    """Round-robin arbiter over packets: one-hot grants (combinational) and
-    ``commit(cond, last)``. When ``cond`` holds (the grant was used), the granted requester
-    keeps the highest priority until ``last`` (the flit was its packet's tail), and then the
-    priority moves past it. A packet thus crosses a port back to back when it can, instead of
-    interleaving flit by flit with the packets of other VCs: interleaving stretches every
-    packet, and the ejection port, held from head to tail, then idles between its flits
-    (4x4 mesh, 2 VCs: saturation 0.65 with flit-level, 0.73 with packet-level priority).
-    Requesters without a flit or a credit are skipped as before, so no cycle is lost."""
-    n = len(requests)
-    grants = [Signal(name=f"{name}_grant{i}") for i in range(n)]
-    if n == 1:
-        m.d.comb += grants[0].eq(requests[0])
-        return grants, lambda cond, last: None
-    ptr = Signal(range(n), name=f"{name}_ptr")
-    with m.Switch(ptr):
-        for k in range(n):
-            with m.Case(k):
-                taken = C(0)
-                for j in range(n):
-                    i = (k + j) % n
-                    m.d.comb += grants[i].eq(requests[i] & ~taken)
-                    taken = taken | requests[i]
-
-    def commit(cond, last):
-        for i in range(n):
-            with m.If(cond & grants[i]):
-                m.d.sync += ptr.eq(Mux(last, (i + 1) % n, i))
-    return grants, commit
-
-
-class VcFifo(wiring.Component):
-    """One input virtual channel's flit buffer: ``depth`` flits, combinational head read.
-
-    A shared cell (one Verilog module per flit width and depth): ``push`` writes ``wdata``,
-    ``pop`` drops ``head``; the caller never pushes when ``full`` nor pops when empty.
-    """
-
-    def __init__(self, shape, depth):
-        self._shape, self._depth = shape, depth
-        super().__init__({
-            "push": In(1), "pop": In(1), "wdata": In(shape),
-            "head": Out(shape), "count": Out(range(depth + 1)),
-            "nonempty": Out(1), "full": Out(1),
-        })
-
-    def elaborate(self, platform):
-        m = Module()
-        depth = self._depth
-        m.submodules.mem = mem = Memory(shape=self._shape, depth=depth, init=[])
-        wp = mem.write_port()
-        rp = mem.read_port(domain="comb")
-        wr = Signal(range(depth))
-        rd = Signal(range(depth))
-        m.d.comb += [wp.addr.eq(wr), wp.en.eq(self.push), wp.data.eq(self.wdata),
-                     rp.addr.eq(rd), self.head.eq(rp.data),
-                     self.nonempty.eq(self.count != 0), self.full.eq(self.count == depth)]
-        with m.If(self.push):
-            m.d.sync += wr.eq(Mux(wr == depth - 1, 0, wr + 1))
-        with m.If(self.pop):
-            m.d.sync += rd.eq(Mux(rd == depth - 1, 0, rd + 1))
-        m.d.sync += self.count.eq(self.count + self.push - self.pop)
-        return m
-
-
-def _VcFifo(m, name, shape, depth):
-    fifo = VcFifo(shape, depth)
-    m.submodules[name] = shared_cell(fifo, key=(Shape.cast(shape).width, depth),
-                                     name=f"noc_vc_fifo_w{Shape.cast(shape).width}_d{depth}")
-    return fifo
 
 
 @block("noc_router", ports="router ports incl. the local one (>= 2; 5 for a 2D mesh, 7 for 3D)",
@@ -206,6 +72,16 @@ class NocRouter(wiring.Component):
     (``routing="table"``), so routers of one configuration share one Verilog module
     whatever their position.
 
+    The router only instantiates and connects its units, as Constellation structures its
+    router: an input unit per port (:class:`hdl.noc.input_unit.NocInputUnit`: VC queues,
+    route computation, credits back), the VC allocator
+    (:class:`hdl.noc.vc_allocator.NocVcAllocator`: output VC choice, the ordering rule,
+    per-packet VC state, switch requests), the switch allocator
+    (:class:`hdl.noc.switch_allocator.NocSwitchAllocator`), the crossbar
+    (:class:`hdl.noc.crossbar.NocCrossbar`) and an output unit per port
+    (:class:`hdl.noc.output_unit.NocOutputUnit`: output register, credits, VC ownership,
+    destination slots). Its parameters are one :class:`hdl.noc.RouterConfig`.
+
     Parameters
     ----------
     ports : int
@@ -226,8 +102,7 @@ class NocRouter(wiring.Component):
         ``slots == buffer`` is the exact mirror of the downstream buffer, fewer slots cost
         less logic and may stall a head until an older packet has drained downstream (1
         keeps every VC single-destination while it holds flits downstream). Unused with one
-        VC. The default, 2, measured as well as 4 on a 4x4 mesh with 2 VCs at saturation
-        (0.733 and 0.732 flits/node/cycle, mean of 3 traces; 1 slot: 0.704).
+        VC. Saturation throughput against ``slots``: ``python -m tb.bench.noc --slots``.
 
     Members
     -------
@@ -249,346 +124,72 @@ class NocRouter(wiring.Component):
 
     def __init__(self, ports=5, *, vcs=2, buffer=8, payload_width=32, routing="dor", dims=(4, 4),
                  slots=2):
-        if not isinstance(ports, int) or isinstance(ports, bool) or not 2 <= ports <= 16:
-            raise TypeError(f"ports must be an integer from 2 to 16, not {ports!r}")
-        if vcs not in VCS_ALLOWED or isinstance(vcs, bool):
-            raise TypeError(f"vcs must be one of 1, 2, 4, not {vcs!r}")
-        if not isinstance(buffer, int) or isinstance(buffer, bool) or not 1 <= buffer <= 256:
-            raise TypeError(f"buffer must be an integer from 1 to 256, not {buffer!r}")
-        if buffer < CREDIT_ROUND_TRIP:
-            raise ValueError(f"buffer must be at least the credit round trip of "
-                             f"{CREDIT_ROUND_TRIP} flits, not {buffer!r}")
-        if not isinstance(payload_width, int) or isinstance(payload_width, bool) or \
-                not 1 <= payload_width <= 1024:
-            raise TypeError(f"payload_width must be an integer from 1 to 1024, not {payload_width!r}")
-        if routing not in ROUTINGS:
-            raise TypeError(f"routing must be one of dor, table, not {routing!r}")
-        if not isinstance(dims, tuple) or len(dims) not in (2, 3) or \
-                not all(isinstance(d, int) and not isinstance(d, bool) and 1 <= d <= 64 for d in dims):
-            raise TypeError(f"dims must be a tuple of 2 or 3 integers from 1 to 64, not {dims!r}")
-        if routing == "dor" and ports != 1 + 2 * len(dims):
-            raise ValueError(f"ports must be {1 + 2 * len(dims)} for dimension-order routing "
-                             f"on dims {dims!r}, not {ports!r}")
-        if not isinstance(slots, int) or isinstance(slots, bool) or not 1 <= slots <= buffer:
-            raise TypeError(f"slots must be an integer from 1 to buffer ({buffer}), not {slots!r}")
-        self._slots = slots
-        self._ports, self._vcs, self._buffer = ports, vcs, buffer
-        self._payload_width, self._routing, self._dims = payload_width, routing, dims
-        self._n_nodes = 1
-        for d in dims:
-            self._n_nodes *= d
-        self._dest_bits = dest_bits_for(self._n_nodes)
-        self._port_bits = max(1, (ports - 1).bit_length())
-        flit = flit_layout(dest_bits=self._dest_bits, payload_width=payload_width)
-        link = NocLinkSignature(vcs=vcs, dest_bits=self._dest_bits, payload_width=payload_width)
+        self._config = c = RouterConfig(ports=ports, vcs=vcs, buffer=buffer,
+                                        payload_width=payload_width, routing=routing, dims=dims,
+                                        slots=slots)
+        link = c.link_signature
         members = {
-            "inject": In(stream.Signature(flit)),
-            "eject": Out(stream.Signature(flit)),
+            "inject": In(stream.Signature(c.flit_layout)),
+            "eject": Out(stream.Signature(c.flit_layout)),
             "error": Out(1),
             "i": In(link).array(ports - 1),
             "o": Out(link).array(ports - 1),
         }
         if routing == "dor":
-            members["coord"] = In(self.coord_layout)
+            members["coord"] = In(c.coord_layout)
         else:
-            members["routes"] = In(data.ArrayLayout(self._port_bits, self._n_nodes))
+            members["routes"] = In(c.routes_layout)
         super().__init__(members)
 
-    ports = property(lambda self: self._ports)
-    vcs = property(lambda self: self._vcs)
-    buffer = property(lambda self: self._buffer)
-    payload_width = property(lambda self: self._payload_width)
-    routing = property(lambda self: self._routing)
-    dims = property(lambda self: self._dims)
-    slots = property(lambda self: self._slots)
-    n_nodes = property(lambda self: self._n_nodes)
-    dest_bits = property(lambda self: self._dest_bits)
-
-    @property
-    def flit_layout(self):
-        return flit_layout(dest_bits=self._dest_bits, payload_width=self._payload_width)
-
-    @property
-    def coord_layout(self):
-        dims3 = tuple(self._dims) + (1,) * (3 - len(self._dims))
-        return data.StructLayout({a: range(d) for a, d in zip("xyz", dims3)})
-
-    @property
-    def key(self):
-        """Everything that makes this router's logic differ (the shared-cell key)."""
-        return (self._ports, self._vcs, self._buffer, self._payload_width, self._routing,
-                self._dims, self._slots)
-
-    def _route(self, m, dest, name):
-        """The output port of a head flit for ``dest`` (combinational)."""
-        port = Signal(range(self._ports), name=f"{name}_route")
-        if self._routing == "table":
-            m.d.comb += port.eq(self.routes[dest])
-            return port
-        X, Y, Z = tuple(self._dims) + (1,) * (3 - len(self._dims))
-        target = Signal(self.coord_layout, name=f"{name}_target")
-        if all(d & (d - 1) == 0 for d in (X, Y, Z)):
-            # Power-of-two dimensions: the coordinates are bit fields of the node id.
-            bx, by, bz = ((d - 1).bit_length() for d in (X, Y, Z))
-            m.d.comb += [target.x.eq(dest[:bx]), target.y.eq(dest[bx:bx + by])]
-            if bz:
-                m.d.comb += target.z.eq(dest[bx + by:bx + by + bz])
-        else:
-            with m.Switch(dest):
-                for n in range(self._n_nodes):
-                    with m.Case(n):
-                        m.d.comb += target.eq(self.coord_layout.const(
-                            {"x": n % X, "y": (n // X) % Y, "z": n // (X * Y)}))
-        first = True
-        for a in "xyz"[:len(self._dims)]:
-            for cond, name_ in ((target[a] > self.coord[a], f"+{a}"),
-                                (target[a] < self.coord[a], f"-{a}")):
-                with (m.If if first else m.Elif)(cond):
-                    m.d.comb += port.eq(MESH_PORTS[name_])
-                first = False
-        return port
+    config = property(lambda self: self._config)
+    ports = property(lambda self: self._config.ports)
+    vcs = property(lambda self: self._config.vcs)
+    buffer = property(lambda self: self._config.buffer)
+    payload_width = property(lambda self: self._config.payload_width)
+    routing = property(lambda self: self._config.routing)
+    dims = property(lambda self: self._config.dims)
+    slots = property(lambda self: self._config.slots)
+    n_nodes = property(lambda self: self._config.n_nodes)
+    dest_bits = property(lambda self: self._config.dest_bits)
+    flit_layout = property(lambda self: self._config.flit_layout)
+    coord_layout = property(lambda self: self._config.coord_layout)
 
     def elaborate(self, platform):
         m = Module()
-        P, V, D, K = self._ports, self._vcs, self._buffer, self._slots
-        flit = self.flit_layout
-        vc_bits = max(1, (V - 1).bit_length())
-        nvo = [1 if r == 0 else V for r in range(P)]     # VCs per output port (ejection: 1)
+        c = self._config
+        P, V = c.ports, c.vcs
+        iu = [NocInputUnit(c, port=p) for p in range(P)]
+        ou = [NocOutputUnit(c, port=r) for r in range(P)]
+        for p in range(P):
+            m.submodules[f"input{p}"] = iu[p]
+        m.submodules.vc_alloc = vca = NocVcAllocator(c)
+        m.submodules.sw_alloc = sa = NocSwitchAllocator(c)
+        m.submodules.crossbar = xbar = NocCrossbar(c)
+        for r in range(P):
+            m.submodules[f"output{r}"] = ou[r]
 
-        # -- injection: refuse destinations outside the network; one queue per VC class -----
-        dropping = Signal()
-        inj = self.inject
-        bad_head = Signal()
-        m.d.comb += bad_head.eq(inj.payload.head & (inj.payload.dest >= self._n_nodes))
-        fifo = [[_VcFifo(m, f"buf_p{p}_v{v}", flit, D) for v in range(V)] for p in range(P)]
-        refuse = Signal()
-        m.d.comb += refuse.eq(dropping | bad_head)
-        # The injection queue of a packet is its destination's class (dest mod vcs), so the
-        # packets of one flow share one queue; body flits follow their head's queue.
-        inj_vc = Signal(vc_bits)
-        inj_sel = Signal(vc_bits)
-        if V > 1:
-            m.d.comb += inj_sel.eq(Mux(inj.payload.head, inj.payload.dest[:vc_bits], inj_vc))
-        inj_full = Signal()
-        for v in range(V):
-            with m.If(inj_sel == v):
-                m.d.comb += inj_full.eq(fifo[0][v].full)
-            m.d.comb += [fifo[0][v].push.eq(inj.valid & ~refuse & (inj_sel == v) & ~fifo[0][v].full),
-                         fifo[0][v].wdata.eq(inj.payload)]
-        m.d.comb += [
-            inj.ready.eq(refuse | ~inj_full),
-            self.error.eq(inj.valid & ~dropping & bad_head),
-        ]
-        with m.If(inj.valid & inj.ready):
-            with m.If(bad_head & ~inj.payload.tail & ~dropping):
-                m.d.sync += dropping.eq(1)
-            with m.If(dropping & inj.payload.tail):
-                m.d.sync += dropping.eq(0)
-            with m.If(inj.payload.head & ~refuse):
-                m.d.sync += inj_vc.eq(inj_sel)
+        wiring.connect(m, wiring.flipped(self.inject), iu[0].inject)
+        m.d.comb += self.error.eq(iu[0].error)
         for p in range(1, P):
-            link = self.i[p - 1]
+            wiring.connect(m, wiring.flipped(self.i[p - 1]), iu[p].i)
+        for p in range(P):
+            if c.routing == "dor":
+                m.d.comb += iu[p].coord.eq(self.coord)
+            else:
+                m.d.comb += iu[p].routes.eq(self.routes)
             for v in range(V):
-                m.d.comb += [fifo[p][v].push.eq(link.valid & (link.flit.vc == v)),
-                             fifo[p][v].wdata.eq(link.flit.flit)]
-
-        # -- output side state: credits, VC ownership, downstream destinations ----------------
-        avail = [[None] * nvo[r] for r in range(P)]      # may send a flit on (r, w) this cycle
-        busy = [[Signal(name=f"busy_o{r}_v{w}") for w in range(nvo[r])] for r in range(P)]
-        eject_free = Signal()
-        m.d.comb += eject_free.eq(~self.eject.valid | self.eject.ready)
-        avail[0][0] = eject_free
-        credits = [[None] * nvo[r] for r in range(P)]
+                wiring.connect(m, iu[p].heads[v], vca.heads[p][v], sa.heads[p][v],
+                               xbar.heads[p][v])
+                wiring.connect(m, vca.requests[p][v], sa.requests[p][v], xbar.requests[p][v])
+            wiring.connect(m, sa.pops[p], iu[p].pop, vca.pops[p])
+        wiring.connect(m, sa.grant, xbar.grant)
+        wiring.connect(m, ou[0].state[0], vca.ej)
+        for r in range(P):
+            wiring.connect(m, xbar.outs[r], ou[r].i)
         for r in range(1, P):
             for w in range(V):
-                credits[r][w] = Signal(range(D + 1), init=D, name=f"credits_o{r}_v{w}")
-                avail[r][w] = Signal(name=f"avail_o{r}_v{w}")
-                m.d.comb += avail[r][w].eq((credits[r][w] != 0) | self.o[r - 1].credit[w])
-        # Per output VC, a ring of K slots mirrors the packets still downstream (sent, and not
-        # yet all credited back): slot = (destination, flits downstream); consecutive packets
-        # for one destination share a slot. Used only for VCs > 1 (ordering rule below).
-        track = V > 1
-        slots = [[None] * nvo[r] for r in range(P)]
-        if track:
-            for r in range(1, P):
-                for w in range(V):
-                    s = types.SimpleNamespace()
-                    s.dest = [Signal(self._dest_bits, name=f"slot_o{r}_v{w}_{k}_dest")
-                              for k in range(K)]
-                    s.cnt = [Signal(range(D + 1), name=f"slot_o{r}_v{w}_{k}_cnt") for k in range(K)]
-                    s.rd = Signal(range(K), name=f"slot_o{r}_v{w}_rd")
-                    s.wr = Signal(range(K), name=f"slot_o{r}_v{w}_wr")
-                    s.used = Signal(range(K + 1), name=f"slot_o{r}_v{w}_used")
-                    s.newest = Signal(range(K), name=f"slot_o{r}_v{w}_newest")
-                    s.newest_dest = Signal(self._dest_bits, name=f"slot_o{r}_v{w}_newest_dest")
-                    m.d.comb += s.newest.eq(Mux(s.wr == 0, K - 1, s.wr - 1))
-                    # slot k is in use: (k - rd) mod K < used
-                    s.live = [Signal(name=f"slot_o{r}_v{w}_{k}_live") for k in range(K)]
-                    for k in range(K):
-                        m.d.comb += s.live[k].eq((s.used != 0) & (
-                            Mux(s.wr > s.rd, (k >= s.rd) & (k < s.wr), (k >= s.rd) | (k < s.wr)) |
-                            (s.used == K)))
-                    with m.Switch(s.newest):
-                        for k in range(K):
-                            with m.Case(k):
-                                m.d.comb += s.newest_dest.eq(s.dest[k])
-                    slots[r][w] = s
-
-        # -- per input VC: route, VC choice, requests ------------------------------------------
-        active = [[Signal(name=f"active_i{p}_v{v}") for v in range(V)] for p in range(P)]
-        oport = [[Signal(range(P), name=f"oport_i{p}_v{v}") for v in range(V)] for p in range(P)]
-        ovc = [[Signal(vc_bits, name=f"ovc_i{p}_v{v}") for v in range(V)] for p in range(P)]
-        newvc = [[Signal(vc_bits, name=f"newvc_i{p}_v{v}") for v in range(V)] for p in range(P)]
-        sendvc = [[Signal(vc_bits, name=f"sendvc_i{p}_v{v}") for v in range(V)] for p in range(P)]
-        req = [[[Signal(name=f"req_i{p}_v{v}_o{r}") for r in range(P)] for v in range(V)]
-               for p in range(P)]
-        for p in range(P):
-            for v in range(V):
-                f = fifo[p][v]
-                d = f.head.dest
-                rc = self._route(m, d, f"i{p}_v{v}")
-                for r in range(P):
-                    # ok[w]: a head for d may take output VC w now.
-                    if r == 0 or not track:
-                        ok = [~busy[r][w] & avail[r][w] for w in range(nvo[r])]
-                    else:
-                        holds, space = [], []
-                        for w in range(V):
-                            s = slots[r][w]
-                            h = C(0)
-                            for k in range(K):
-                                h = h | (s.live[k] & (s.dest[k] == d))
-                            holds.append(h)
-                            space.append((s.used != K) | (s.newest_dest == d))
-                        hasmatch = C(0)
-                        for h in holds:
-                            hasmatch = hasmatch | h
-                        ok = [~busy[r][w] & avail[r][w] & space[w] & (holds[w] | ~hasmatch)
-                              for w in range(V)]
-                    okv = Signal(nvo[r], name=f"ok_i{p}_v{v}_o{r}")
-                    m.d.comb += okv.eq(Cat(*ok))
-                    with m.If(rc == r):
-                        for w in reversed(range(nvo[r])):      # the lowest VC it may take
-                            with m.If(okv[w]):
-                                m.d.comb += newvc[p][v].eq(w)
-                    held = C(0)
-                    for w in range(nvo[r]):
-                        held = held | ((ovc[p][v] == w) & avail[r][w])
-                    m.d.comb += req[p][v][r].eq(f.nonempty & Mux(
-                        active[p][v], (oport[p][v] == r) & held, (rc == r) & okv.any()))
-                m.d.comb += sendvc[p][v].eq(Mux(active[p][v], ovc[p][v], newvc[p][v]))
-
-        # -- separable input-first switch allocation -------------------------------------------
-        in_req = [[Signal(name=f"inreq_i{p}_o{r}") for r in range(P)] for p in range(P)]
-        in_commit = []
-        vgrant = []
-        for p in range(P):
-            any_req = []
-            for v in range(V):
-                s = Signal(name=f"anyreq_i{p}_v{v}")
-                m.d.comb += s.eq(sum(req[p][v][r] for r in range(P)) != 0)
-                any_req.append(s)
-            grants, commit = _round_robin(m, any_req, f"in{p}")
-            vgrant.append(grants)
-            in_commit.append(commit)
-            for r in range(P):
-                m.d.comb += in_req[p][r].eq(
-                    sum((grants[v] & req[p][v][r]) for v in range(V)) != 0)
-        granted_in = [Signal(name=f"granted_i{p}") for p in range(P)]
-        out_grant = []
-        for r in range(P):
-            grants, commit = _round_robin(m, [in_req[p][r] for p in range(P)], f"out{r}")
-            out_grant.append(grants)
-            any_grant = Signal(name=f"granted_o{r}")
-            m.d.comb += any_grant.eq(sum(grants) != 0)
-            granted_tail = Signal(name=f"granted_tail_o{r}")
-            m.d.comb += granted_tail.eq(sum(out_grant[r][p] & vgrant[p][v] & fifo[p][v].head.tail
-                                            for p in range(P) for v in range(V)) != 0)
-            commit(any_grant, granted_tail)
-        for p in range(P):
-            m.d.comb += granted_in[p].eq(sum(out_grant[r][p] for r in range(P)) != 0)
-            granted_tail = Signal(name=f"granted_tail_i{p}")
-            m.d.comb += granted_tail.eq(sum(vgrant[p][v] & fifo[p][v].head.tail
-                                            for v in range(V)) != 0)
-            in_commit[p](granted_in[p], granted_tail)
-        # -- traversal: pop, state updates, output registers, credits --------------------------
-        popped = [[Signal(name=f"pop_i{p}_v{v}") for v in range(V)] for p in range(P)]
-        for p in range(P):
-            for v in range(V):
-                f = fifo[p][v]
-                m.d.comb += [popped[p][v].eq(granted_in[p] & vgrant[p][v]), f.pop.eq(popped[p][v])]
-                with m.If(popped[p][v]):
-                    with m.If(f.head.tail):
-                        m.d.sync += active[p][v].eq(0)
-                    with m.Elif(~active[p][v]):
-                        m.d.sync += [active[p][v].eq(1), ovc[p][v].eq(newvc[p][v])]
-                        for r in range(P):
-                            with m.If(req[p][v][r]):
-                                m.d.sync += oport[p][v].eq(r)
-            if p > 0:
-                m.d.sync += self.i[p - 1].credit.eq(sum(popped[p][v] << v for v in range(V)))
-
-        for r in range(P):
-            out_valid = Signal(name=f"out_valid_o{r}")
-            out_flit = Signal(flit, name=f"out_flit_o{r}")
-            out_vc = Signal(vc_bits, name=f"out_vc_o{r}")
-            sent = [Signal(name=f"sent_o{r}_v{w}") for w in range(nvo[r])]
-            for p in range(P):
-                for v in range(V):
-                    with m.If(out_grant[r][p] & vgrant[p][v]):
-                        m.d.comb += [out_valid.eq(1), out_flit.eq(fifo[p][v].head),
-                                     out_vc.eq(sendvc[p][v])]
-            for w in range(nvo[r]):
-                m.d.comb += sent[w].eq(out_valid & (out_vc == w))
-                # VC ownership: taken by a head (not tail), given back by the tail.
-                with m.If(sent[w] & out_flit.head & ~out_flit.tail):
-                    m.d.sync += busy[r][w].eq(1)
-                with m.If(sent[w] & out_flit.tail):
-                    m.d.sync += busy[r][w].eq(0)
-            if r == 0:
-                with m.If(out_valid):
-                    m.d.sync += [self.eject.valid.eq(1), self.eject.payload.eq(out_flit)]
-                with m.Elif(self.eject.ready):
-                    m.d.sync += self.eject.valid.eq(0)
-                continue
-            o = self.o[r - 1]
-            m.d.sync += [o.valid.eq(out_valid), o.flit.flit.eq(out_flit), o.flit.vc.eq(out_vc)]
-            for w in range(V):
-                m.d.sync += credits[r][w].eq(credits[r][w] + o.credit[w] - sent[w])
-            if not track:
-                continue
-            for w in range(V):
-                s = slots[r][w]
-                start = Signal(name=f"slot_o{r}_v{w}_start")     # head starts a new slot
-                m.d.comb += start.eq(sent[w] & out_flit.head &
-                                     ((s.used == 0) | (s.newest_dest != out_flit.dest)))
-                target = Mux(start, s.wr, s.newest)               # slot of the flit sent
-                cnt_next = [Signal(range(D + 1), name=f"slot_o{r}_v{w}_{k}_cnt_next")
-                            for k in range(K)]
-                for k in range(K):
-                    m.d.comb += cnt_next[k].eq(s.cnt[k] + (sent[w] & (target == k)) -
-                                               (o.credit[w] & (s.rd == k)))
-                    m.d.sync += s.cnt[k].eq(cnt_next[k])
-                with m.If(start):
-                    with m.Switch(s.wr):
-                        for k in range(K):
-                            with m.Case(k):
-                                m.d.sync += s.dest[k].eq(out_flit.dest)
-                    m.d.sync += s.wr.eq(Mux(s.wr == K - 1, 0, s.wr + 1))
-                # The oldest slot leaves when its flits are all credited back and no packet
-                # is still being sent into it (it is not the newest slot of a busy VC).
-                rd_cnt_zero = Signal(name=f"slot_o{r}_v{w}_rd_zero")
-                with m.Switch(s.rd):
-                    for k in range(K):
-                        with m.Case(k):
-                            m.d.comb += rd_cnt_zero.eq(cnt_next[k] == 0)
-                still_open = Signal(name=f"slot_o{r}_v{w}_open")
-                busy_next = (busy[r][w] & ~(sent[w] & out_flit.tail)) | \
-                    (sent[w] & out_flit.head & ~out_flit.tail)
-                m.d.comb += still_open.eq(busy_next & (s.rd == s.newest) & ~start)
-                leave = Signal(name=f"slot_o{r}_v{w}_leave")
-                m.d.comb += leave.eq((s.used != 0) & rd_cnt_zero & ~still_open)
-                with m.If(leave):
-                    m.d.sync += s.rd.eq(Mux(s.rd == K - 1, 0, s.rd + 1))
-                m.d.sync += s.used.eq(s.used + start - leave)
+                wiring.connect(m, ou[r].state[w], vca.o[r - 1][w])
+        wiring.connect(m, ou[0].eject, wiring.flipped(self.eject))
+        for r in range(1, P):
+            wiring.connect(m, ou[r].o, wiring.flipped(self.o[r - 1]))
         return m

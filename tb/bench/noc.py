@@ -53,9 +53,9 @@ BOOKSIM = {((4, 4), 4): {"zero_load_latency": 15.7, 1: 0.59, 2: 0.73},
 
 @cocotb.test()
 async def noc_bench_sweep(dut):
-    from tb.test_noc_verilator import NocTraffic, parse_dims
+    from tb.env.noc import NocBench, parse_dims
     cfg = json.loads(os.environ["NOC_BENCH"])
-    tb = NocTraffic(dut, cfg["topology"], parse_dims(cfg["dims"]), seed=cfg["seed"],
+    tb = NocBench(dut, cfg["topology"], parse_dims(cfg["dims"]), seed=cfg["seed"],
                     routing_scheme=cfg["routing_scheme"])
     await tb.start()
     rng = random.Random(cfg["seed"])
@@ -98,9 +98,9 @@ async def noc_bench_sweep(dut):
 
 @cocotb.test()
 async def noc_bench_scoreboard(dut):
-    from tb.test_noc_verilator import NocTraffic, destination, parse_dims
+    from tb.env.noc import NocBench, destination, parse_dims
     cfg = json.loads(os.environ["NOC_BENCH"])
-    tb = NocTraffic(dut, cfg["topology"], parse_dims(cfg["dims"]), backpressure=0.3,
+    tb = NocBench(dut, cfg["topology"], parse_dims(cfg["dims"]), backpressure=0.3,
                     seed=cfg["seed"], routing_scheme=cfg["routing_scheme"])
     await tb.start()
     rng = random.Random(cfg["seed"])
@@ -125,24 +125,13 @@ async def noc_bench_scoreboard(dut):
 # -- host side ------------------------------------------------------------------------------
 
 def _simulate(testcase, topology, dims, vcs, buffer, cfg, out_dir, slots=2, routing_scheme="auto"):
-    from tb import runner
-    from tb.test_noc_verilator import VERILATOR_OPTIONS, network_verilog
+    from tb.env.noc import simulate
     out = Path(out_dir) / f".noc_{testcase}_{topology}_{'x'.join(map(str, dims))}_{vcs}_{buffer}.json"
     cfg = dict(cfg, topology=topology, dims=",".join(map(str, dims)), out=str(out.resolve()),
                routing_scheme=routing_scheme)
-    from tb.test_noc_verilator import CONFIGS
-    # The build folder carries the Verilog's digest, so routing schemes never share a model.
-    name = f"noc_bench_{topology}_{'x'.join(map(str, dims))}_v{vcs}_b{buffer}_s{slots}"
-    for config, (t, d, v, b, _, k) in CONFIGS.items():
-        if (t, tuple(d), v, b, k) == (topology, tuple(dims), vcs, buffer, slots) and \
-                routing_scheme == "auto":
-            name = f"noc_{config}"       # the regression's build of the same network
-    runner.run(network_verilog(topology, tuple(dims), vcs, buffer, slots=slots,
-                               routing_scheme=routing_scheme), "noc_network",
-               "tb.bench.noc",
-               name=name,
-               testcase=testcase, **VERILATOR_OPTIONS,
-               extra_env={"NOC_BENCH": json.dumps(cfg)})
+    simulate("tb.bench.noc", testcase, topology=topology, dims=dims, vcs=vcs, buffer=buffer,
+             slots=slots, routing_scheme=routing_scheme,
+             extra_env={"NOC_BENCH": json.dumps(cfg)})
     result = json.loads(out.read_text())
     out.unlink()
     return result
@@ -308,7 +297,7 @@ def main(argv=None):
                                                                     else sys.argv[1:])}
     results = []
     if args.topology is not None:
-        from hdl.noc.network import NocNetwork
+        from hdl.noc.network import check_network
         try:
             dims = tuple(int(d) for d in args.dims.replace(",", "x").split("x"))
         except ValueError:
@@ -318,8 +307,8 @@ def main(argv=None):
             parser.error(f"--traffic layer needs a 3D network of at least 3 tiers, not "
                          f"--dims {args.dims}")
         try:                    # refuse bad network parameters before any build, by name
-            NocNetwork(args.topology, dims=dims, vcs=args.vcs, buffer=args.buffer,
-                       slots=args.slots, routing_scheme=args.routing_scheme)
+            check_network(args.topology, dims=dims, vcs=args.vcs, buffer=args.buffer,
+                          slots=args.slots, routing_scheme=args.routing_scheme)
         except (TypeError, ValueError) as error:
             parser.error(str(error))
         result = sweep(args.topology, dims, args.vcs, args.buffer, args.packet_flits, loads,
