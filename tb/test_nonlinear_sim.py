@@ -80,8 +80,8 @@ def test_zero_variance_layernorm_clamps_std():
 def test_latency_and_throughput(config):
     """No idle, no backpressure: the first word of a row comes ``row_latency`` cycles after
     its last element, then one word per cycle; GELU and ADD words come
-    ``pipeline_latency`` cycles after their element; the next command is taken in the cycle
-    after the last word."""
+    ``pipeline_latency`` cycles after their element; elements go in one per cycle from the
+    cycle after the command; the next command is taken in the cycle after the last word."""
     params = CONFIGS[config]
     unit = NonlinearUnit(**params)
     gold = GoldenUnit(unit)
@@ -102,6 +102,7 @@ def test_latency_and_throughput(config):
             assert set(np.diff(out["cycles"][:n]).tolist()) <= {1}
             assert out["cmd_cycles"][1] == out["cycles"][n - 1] + 1
             assert out["i_cycles"][0] == out["cmd_cycles"][0] + 1
+            assert set(np.diff(out["i_cycles"][:n]).tolist()) <= {1}
 
 
 def _prelude(job, *, elements, wait, cmd_layout):
