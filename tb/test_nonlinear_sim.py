@@ -38,6 +38,7 @@ def test_random_rows(config):
     assert {j.kind for j in jobs} >= {"softmax", "layernorm", "gelu", "add", "load_gamma"}
     out = run_sim(params, jobs, seed=3, idle=0.3, backpressure=0.4)
     _check(jobs, out["words"])
+    assert out["rule_checks"] > 20        # stalls with a word waiting did happen
 
 
 @pytest.mark.parametrize("config", list(CONFIGS))

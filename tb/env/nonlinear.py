@@ -216,11 +216,13 @@ def run_sim(params, jobs, *, seed=0, idle=0.3, backpressure=0.3, prelude=None,
     """Run ``jobs`` through a :class:`NonlinearUnit` in the Amaranth simulator.
 
     Commands, elements and residuals come from three producer testbenches (random idle
-    cycles), words go to a consumer testbench (random backpressure). ``prelude(ctx, dut,
+    cycles), words go to a consumer testbench (random backpressure); a checker asserts the
+    stream rule on ``o`` in every cycle. ``prelude(ctx, dut,
     rst, cycle)``, if given, runs first alone (the others wait for it) and may pulse ``rst``.
 
-    Returns ``{"words", "cycles", "cmd_cycles", "i_cycles"}``: received words (dicts) and the
-    cycle of each transfer (cycle 0 is the first after the prelude).
+    Returns ``{"words", "cycles", "cmd_cycles", "i_cycles", "rule_checks"}``: received words
+    (dicts), the cycle of each transfer (cycle 0 is the first after the prelude) and the
+    number of stalled cycles in which the stream rule was checked.
     """
     dut = NonlinearUnit(**params)
     lo, hi = _full(dut.width)
@@ -239,7 +241,7 @@ def run_sim(params, jobs, *, seed=0, idle=0.3, backpressure=0.3, prelude=None,
     rngs = [random.Random(rng.random()) for _ in range(4)]
     n_words = sum(len(j.words) for j in jobs)
     state = {"go": prelude is None, "t0": 0, "done": False}
-    out = {"words": [], "cycles": [], "cmd_cycles": [], "i_cycles": []}
+    out = {"words": [], "cycles": [], "cmd_cycles": [], "i_cycles": [], "rule_checks": 0}
 
     def draw(r, p):
         k = 0
@@ -282,6 +284,17 @@ def run_sim(params, jobs, *, seed=0, idle=0.3, backpressure=0.3, prelude=None,
             out["cycles"].append(await now(ctx))
         state["done"] = True
 
+    async def stream_rule(ctx):
+        """``o`` keeps ``valid`` and its payload until the transfer (except across reset)."""
+        held = None
+        while not state["done"]:
+            *_, valid, ready, word, reset = await ctx.tick().sample(
+                dut.o.valid, dut.o.ready, dut.o.payload.as_value(), rst)
+            if held is not None and not reset:
+                assert valid and word == held, "o dropped valid or changed its payload"
+                out["rule_checks"] += 1
+            held = word if valid and not ready and not reset else None
+
     async def watchdog(ctx):
         for _ in range(max_cycles):
             if state["done"]:
@@ -291,7 +304,7 @@ def run_sim(params, jobs, *, seed=0, idle=0.3, backpressure=0.3, prelude=None,
 
     sim = Simulator(m)
     sim.add_clock(1e-8)
-    for bench in (commands, elements, residuals, words, watchdog):
+    for bench in (commands, elements, residuals, words, stream_rule, watchdog):
         sim.add_testbench(bench)
     sim.run()
     return out
