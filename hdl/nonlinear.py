@@ -130,6 +130,9 @@ class NonlinearUnit(wiring.Component):
       (``D = divider_cycles``, ``K = sqrt_cycles``, ``n = length``); GELU and the add:
       ``pipeline_latency`` (5) cycles from each element's input to its output, so the last
       word of a row is valid 5 cycles after its last element is accepted.
+    - A unit is occupied ``command_cycles(fn, n)`` cycles per command: ``2 n + latency``
+      for softmax and LayerNorm (``3 n + 76`` and ``3 n + 185`` at the defaults),
+      ``n + 6`` for GELU and ADD.
 
     Functions (``golden.nonlinear`` names; ``out_bits`` per command, 2 to ``out_width``):
 
@@ -234,6 +237,18 @@ class NonlinearUnit(wiring.Component):
         if fn in (Function.GELU, Function.ADD):
             return self.pipeline_latency
         raise ValueError(f"fn must be a row function (SOFTMAX, LAYERNORM, GELU, ADD), not {fn!r}")
+
+    def command_cycles(self, fn, length):
+        """Cycles from a command's acceptance to the next command's, back to back with no
+        idle input and no backpressure (the unit's occupancy per command): ``2 n + 1 +
+        row_latency`` for softmax and LayerNorm, ``n + 1 + pipeline_latency`` for GELU and
+        ADD, ``n + 2`` for the loads, 2 for a refused command."""
+        fn = Function(fn)
+        if fn in (Function.SOFTMAX, Function.LAYERNORM):
+            return 2 * length + self.row_latency(fn, length)
+        if fn in (Function.GELU, Function.ADD):
+            return length + 1 + self.pipeline_latency
+        return length + 2
 
     # ---------------------------------------------------------------- command builders
     def _length(self, length):

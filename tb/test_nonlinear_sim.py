@@ -86,6 +86,14 @@ def test_latency_and_throughput(config):
     params = CONFIGS[config]
     unit = NonlinearUnit(**params)
     gold = GoldenUnit(unit)
+    for which in ("gamma", "beta"):
+        job = GoldenUnit(unit).load(np.arange(3), which)
+        out = run_sim(params, [job, job], idle=0.0, backpressure=0.0)
+        assert out["cmd_cycles"][1] - out["cmd_cycles"][0] == unit.command_cycles(
+            Function.LOAD_GAMMA, 3)
+    bad = bad_jobs(gold)[:2]
+    out = run_sim(params, bad, idle=0.0, backpressure=0.0)
+    assert out["cmd_cycles"][1] - out["cmd_cycles"][0] == 2
     for n in (1, 2, params["max_len"]):
         row = (np.arange(n) * 37) % 200 - 100
         for fn, job in ((Function.SOFTMAX, gold.softmax(row, 2.0 ** -6)),
@@ -102,6 +110,7 @@ def test_latency_and_throughput(config):
                 assert first - last_in == unit.row_latency(fn, n), (fn, n)
             assert set(np.diff(out["cycles"][:n]).tolist()) <= {1}
             assert out["cmd_cycles"][1] == out["cycles"][n - 1] + 1
+            assert out["cmd_cycles"][1] - out["cmd_cycles"][0] == unit.command_cycles(fn, n)
             assert out["i_cycles"][0] == out["cmd_cycles"][0] + 1
             assert set(np.diff(out["i_cycles"][:n]).tolist()) <= {1}
 
