@@ -157,7 +157,12 @@ class NonlinearUnit(wiring.Component):
 
     Elaboration-time parameters: the widths and ``max_len``. Per command: everything in
     :func:`command_layout` (function, row length, output width, the kernel constants and
-    shifts). The command builders (:meth:`softmax_command`, ...) compute and check them.
+    shifts). The command builders (:meth:`softmax_command`, ...) compute and check them. The
+    constant fields scale with ``width`` (``q_b``: ``width + 4`` bits, ``q_c``, ``q_one``:
+    ``2 width + 8``; ``m``: 18; shifts: 8), which bounds the input scales to those that
+    resolve a ``width``-bit row: softmax ``scale >= 1.353 / 2**(width + 3)``, GELU
+    ``scale >~ 2**-(width + 1.7)``; a finer scale is a ``ValueError`` of the builder. Products
+    are kept to 64 bits (numpy's int64, so exact wherever the golden kernel is).
 
     Parameters
     ----------
