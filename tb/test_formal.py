@@ -57,13 +57,14 @@ def test_runner_outcomes():
         def properties(self, m):
             m.d.comb += Assert(self.check(self.dut.c))
 
-    assert prove(Bound(lambda c: c <= 9), name="test_counter_true", depth=4).status == "proved"
+    true = Bound(lambda c: c <= 9)
+    with pytest.raises(ValueError, match="mode must be"):
+        prove(true, name="test_counter_mode", mode="pdr")
+    with pytest.raises(TypeError, match="depth must be a positive integer"):
+        prove(true, name="test_counter_depth", depth=0)
+    assert prove(true, name="test_counter_true", depth=4).status == "proved"
     r = prove(Bound(lambda c: c != 15), name="test_counter_deep", depth=4)
     assert r.status == "bounded" and r.depth == 4
     assert prove(Bound(lambda c: c != 15), name="test_counter_deep", depth=8).status == "proved"
     with pytest.raises(ProofError, match="cex.vcd"):
         prove(Bound(lambda c: c <= 8), name="test_counter_false", depth=12)
-    with pytest.raises(ValueError, match="mode must be"):
-        prove(Bound(lambda c: c <= 9), name="test_counter_mode", mode="pdr")
-    with pytest.raises(TypeError, match="depth must be a positive integer"):
-        prove(Bound(lambda c: c <= 9), name="test_counter_depth", depth=0)

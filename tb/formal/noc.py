@@ -66,13 +66,30 @@ def _swap_body_vc(**params):
     return Mutant(NocRouter(**params), {("o", 0, "flit"): swap})
 
 
+def _instant_credits(**params):
+    """Seeded bug: the router takes every flit it sends on output link 0 as credited back in
+    the next cycle (its mirror of the downstream buffer forgets destinations early)."""
+    state = {}
+
+    def early(m, v):
+        router = state["router"]
+        o = router.o[0]
+        back = Signal(len(v), name="instant_credit")
+        m.d.sync += back.eq(Mux(o.valid, 1 << o.flit.vc, 0))
+        return back
+    router = NocRouter(**params)
+    state["router"] = router
+    return Mutant(router, {("o", 0, "credit"): early})
+
+
 def _hold_credits(**params):
     """Seeded bug: input link 0 returns no credits (its input VCs starve)."""
     return Mutant(NocRouter(**params), {("i", 0, "credit"): lambda m, v: Const(0, len(v))})
 
 
 NOC_BUGS = {"ignore_credits": _ignore_credits, "extra_credit": _extra_credit,
-            "swap_body_vc": _swap_body_vc, "hold_credits": _hold_credits}
+            "swap_body_vc": _swap_body_vc, "hold_credits": _hold_credits,
+            "instant_credits": _instant_credits}
 
 
 class NocHarness(FormalHarness):
@@ -91,23 +108,26 @@ class NocHarness(FormalHarness):
         Liveness bound in cycles.
     routes : tuple of int or None
         The routing table (output port per destination); ``None``: any constant table.
+    check_credits : bool
+        Assert the output credit rule (off only to show that another property fails on
+        its own).
     bug : str or None
         A key of :data:`NOC_BUGS`.
     """
 
     def __init__(self, *, ports=3, vcs=2, buffer=3, slots=2, dims=(2, 2), liveness=False,
-                 bound=8, routes=None, bug=None):
+                 bound=8, routes=None, check_credits=True, bug=None):
         self.n_tags = ports * vcs
         params = dict(ports=ports, vcs=vcs, buffer=buffer, slots=slots, dims=dims,
                       payload_width=max(1, (self.n_tags - 1).bit_length()), routing="table")
         self.liveness, self.bound, self.routes = liveness, bound, routes
+        self.check_credits = check_credits
         super().__init__(NOC_BUGS[bug](**params) if bug else NocRouter(**params))
 
     def properties(self, m):
         dut = self.dut
         P, V, D = dut.ports, dut.vcs, dut.buffer
         n_nodes = dut.n_nodes
-        vc_shape = dut.i[0].flit.vc.shape() if P > 1 else None
 
         if self.routes is None:
             # Any constant routing table of valid ports.
@@ -197,7 +217,8 @@ class NocHarness(FormalHarness):
                 send = Signal(name=f"send_o{r}_v{w}")
                 m.d.comb += send.eq(o.valid & (o.flit.vc == w))
                 back = o.credit[w]
-                down = ShadowQueue(m, f.dest.shape(), D, f"down_o{r}_v{w}")
+                down = ShadowQueue(m, f.dest.shape(), D, f"down_o{r}_v{w}",
+                                   check_overflow=self.check_credits)
                 pkt_dest = Signal(f.dest.shape(), name=f"pkt_dest_o{r}_v{w}")
                 dest = Mux(f.head, f.dest, pkt_dest)
                 with m.If(send & f.head):
@@ -218,8 +239,10 @@ class NocHarness(FormalHarness):
                     for w2, (_, _, other) in enumerate(mirrors):
                         if w2 == w:
                             continue
+                        clash = Const(0)
                         for j, item in enumerate(other.items):
-                            m.d.comb += Assert(~(send & f.head & (other.count > j) &
-                                                 (item == dest)))
+                            clash = clash | ((other.count > j) & (item == dest))
+                        order_ok = Signal(name=f"order_ok_o{r}_v{w}_v{w2}")
+                        m.d.comb += [order_ok.eq(~(send & f.head & clash)), Assert(order_ok)]
             if not self.liveness:
                 m.d.comb += Assert(~o.valid | (o.flit.vc < V))

@@ -30,6 +30,18 @@ def _aggregator(**kw):
     return Aggregator(lanes=2, beats=2, in_bits=3, columns=2, **kw)
 
 
+def _tile_config():
+    from golden.pim_tile import TileConfig
+    return TileConfig(crossbars=2, rows=2, cols=8, adcs_per_xbar=2, input_bits=2, weight_bits=2,
+                      adc_bits=3, resolutions=(3,), group=2, row_blocks=1, outputs=4,
+                      scale_bits=4, scale_frac_bits=2, out_bits=4)
+
+
+def _tile_stage(name):
+    import hdl.pim_tile as tile
+    return getattr(tile, name)(_tile_config())
+
+
 def _queue(buffered):
     from hdl.lib.queue import Queue
     return Queue(2, depth=2, buffered=buffered)
@@ -93,6 +105,10 @@ PROOFS = [
           "stream rules on eject; no flit without a credit (downstream <= buffer); returned "
           "credits <= flits received; packets contiguous per output VC and on eject; per-flow "
           "order (a head never takes a VC while another VC holds its destination downstream)"),
+    Proof("noc_router_3port", lambda: NocHarness(ports=3, dims=(2, 2), routes=(0, 1, 2, 1)),
+          "bmc", 4, 6, "bounded",
+          "ports=3, vcs=2, buffer=3, slots=2, 4 nodes, table routing (0: eject, 1, 3: port 1, "
+          "2: port 2)", "as noc_router"),
     Proof("noc_router_any_table", lambda: NocHarness(ports=2, dims=(2, 1)), "bmc", 5, 7,
           "bounded", "as noc_router, any constant routing table (U-turns included)",
           "as noc_router"),
@@ -121,6 +137,14 @@ PROOFS = [
           "columns=2, rows=2", "stream rules on o"),
     Proof("aggregator_stream", lambda: StreamHarness(_aggregator()), "induct", 10, 20,
           "proved", "Aggregator lanes=2, beats=2, in_bits=3, columns=2", "stream rules on o"),
+    Proof("pim_sequencer_stream", lambda: StreamHarness(_tile_stage("PlaneSequencer")), "bmc",
+          5, 10, "bounded", "PlaneSequencer of a 2-crossbar tile (cols 8, 2 ADCs, 2-bit inputs)",
+          "stream rules on every output stream"),
+    Proof("pim_group_stream", lambda: StreamHarness(_tile_stage("TileGroup")), "bmc", 5, 10,
+          "bounded", "TileGroup of the same tile", "stream rules on every output stream"),
+    Proof("pim_accumulator_stream", lambda: StreamHarness(_tile_stage("OutputAccumulator")),
+          "bmc", 5, 10, "bounded", "OutputAccumulator of the same tile",
+          "stream rules on every output stream"),
     Proof("queue_stream", lambda: StreamHarness(_queue(False)), "induct", 10, 16, "bounded",
           "hdl.lib.Queue 2 bits, depth 2", "stream rules on o"),
     Proof("queue_buffered_stream", lambda: StreamHarness(_queue(True)), "induct", 10, 16,
@@ -144,6 +168,8 @@ SEEDED_BUGS = [
               lambda: NocHarness(ports=2, dims=(2, 1), routes=(0, 1), bug="extra_credit"), 4),
     SeededBug("noc_router", "swap_body_vc",
               lambda: NocHarness(ports=2, dims=(2, 1), routes=(0, 1), bug="swap_body_vc"), 5),
+    SeededBug("noc_router", "instant_credits",
+              lambda: NocHarness(ports=2, dims=(2, 1), routes=(0, 1), bug="instant_credits"), 6),
     SeededBug("noc_router_liveness", "hold_credits",
               lambda: NocHarness(ports=2, dims=(2, 1), routes=(0, 1), liveness=True, bound=4,
                                  bug="hold_credits"), 9),

@@ -19,9 +19,8 @@ commands it accepts and the comparator decisions it gives, and asserts in every 
   controller (``busy`` low) owes nothing but the word in its output register.
 """
 
-from amaranth import Const, Mux, Signal, unsigned
-from amaranth.hdl import Assert, Assume
-from amaranth.lib import data
+from amaranth import Const, Mux, Signal
+from amaranth.hdl import Assert
 
 from hdl.sar_adc import SarAdcController, result_layout
 
@@ -87,17 +86,12 @@ class SarAdcHarness(FormalHarness):
     queue : int
         Words the harness expects may be pending at once (the output register and one
         finished conversion waiting).
-    fair : int or None
-        Assume the consumer never blocks ``o`` more than ``fair`` cycles in a row (lets the
-        induction close: a word could otherwise wait forever in an unreachable state);
-        ``None`` assumes nothing.
     """
 
     def __init__(self, *, max_bits=3, columns=3, settle_cycles=1, resolutions=(), bug=None,
-                 queue=2, fair=None):
+                 queue=2):
         cls = SAR_BUGS[bug] if bug else SarAdcController
         self.queue = queue
-        self.fair = fair
         super().__init__(cls(max_bits=max_bits, columns=columns, settle_cycles=settle_cycles,
                              resolutions=resolutions))
 
@@ -182,12 +176,3 @@ class SarAdcHarness(FormalHarness):
         with m.Elif(~(dut.o.valid & ~dut.o.ready) & (waited <= bound)):
             m.d.sync += waited.eq(waited + 1)
         m.d.comb += Assert(waited <= bound)
-
-        if self.fair is not None:
-            # A fair consumer: ``o`` is not blocked more than ``fair`` cycles in a row.
-            blocked = Signal(range(self.fair + 2))
-            with m.If(dut.o.valid & ~dut.o.ready):
-                m.d.sync += blocked.eq(blocked + 1)
-            with m.Else():
-                m.d.sync += blocked.eq(0)
-            m.d.comb += Assume(~(dut.o.valid & ~dut.o.ready) | (blocked < self.fair))

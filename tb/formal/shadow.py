@@ -13,12 +13,14 @@ class ShadowQueue:
     Items are pushed (up to one per push port per cycle, in port order) with :meth:`push`
     and popped (at most one per cycle) with :meth:`pop`; the harness asserts that it never
     overflows (more items pending than ``depth``: itself a property of the design, which
-    bounds the items in flight) and never pops when empty. ``head`` is the oldest item,
+    bounds the items in flight; ``check_overflow=False`` drops the excess instead) and never
+    pops when empty. ``head`` is the oldest item,
     ``count`` the number held. Call :meth:`build` once after the pushes and the pop.
     """
 
-    def __init__(self, m, shape, depth, name):
+    def __init__(self, m, shape, depth, name, *, check_overflow=True):
         self.m, self.shape, self.depth, self.name = m, shape, depth, name
+        self.check_overflow = check_overflow
         width = Shape.cast(shape).width
         self.items = [Signal(width, name=f"{name}_{k}") for k in range(depth)]
         self.count = Signal(range(depth + 1), name=f"{name}_count")
@@ -51,7 +53,8 @@ class ShadowQueue:
             nxt = [Mux(cond & (at == k), value, nxt[k]) for k in range(n)]
             index = at + cond
             total = total + cond
-        m.d.comb += Assert(total <= n)      # the design never has more than `depth` pending
+        if self.check_overflow:
+            m.d.comb += Assert(total <= n)  # the design never has more than `depth` pending
         for k in range(n):
             m.d.sync += self.items[k].eq(nxt[k])
-        m.d.sync += self.count.eq(total)
+        m.d.sync += self.count.eq(Mux(total > n, n, total))

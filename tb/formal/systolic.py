@@ -22,7 +22,7 @@ logic, plus ``Assert`` statements) in place of the originals.
 import contextlib
 from unittest import mock
 
-from amaranth import Cat, Const, Mux, Signal, signed
+from amaranth import Cat, Mux, Signal, signed
 from amaranth.hdl import Assert
 
 import hdl.systolic.array as array_module
