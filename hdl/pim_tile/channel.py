@@ -5,7 +5,7 @@ from amaranth.hdl import Array
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from ..cells import shared_cell
+from ..cells import add_cell
 from ..lib.arbiter import StreamMerge
 from ..lib.signatures import AdcPortSignature, strobe
 from ..sar_adc import SarAdcController
@@ -87,13 +87,6 @@ class PimChannel(wiring.Component):
     def config(self):
         return self._config
 
-    @property
-    def cell_key(self):
-        """Key for :func:`hdl.cells.shared_cell`: the parameters the channel's logic uses."""
-        c = self._config
-        return (c.rows, c.cols, c.adcs_per_xbar, c.adc_bits, c.resolutions, c.input_bits,
-                c.weight_bits, c.row_blocks)
-
     def elaborate(self, platform):
         m = Module()
         c = self._config
@@ -123,9 +116,8 @@ class PimChannel(wiring.Component):
         m.submodules.merge = merge = StreamMerge(self.o.payload.shape(), c.adcs_per_xbar)
         readies = []
         for a in range(c.adcs_per_xbar):
-            ctrl = SarAdcController(c.adc_bits, columns=share, settle_cycles=0,
-                                    resolutions=c.resolutions)
-            m.submodules[f"adc{a}"] = shared_cell(ctrl, key=ctrl.cell_key)
+            ctrl = add_cell(m, f"adc{a}", SarAdcController, c.adc_bits, columns=share,
+                            settle_cycles=0, resolutions=c.resolutions)
             cp = ctrl.cmd.payload
             m.d.comb += [
                 ctrl.cmd.valid.eq(issue & self.mode.enable),

@@ -4,7 +4,7 @@ from amaranth import Module, Mux, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from ..cells import shared_cell
+from ..cells import add_cell
 from ..dequant.dequantizer import Dequantizer, dq_output_layout
 from ..dequant.dequantizer import cfg_layout as scale_cfg_layout
 from ..dequant.shift_add import ShiftAddAccumulator
@@ -68,17 +68,12 @@ class TileGroup(wiring.Component):
         m = Module()
         c = self._config
         G, mno = c.group, c.max_n_out
-        sa = ShiftAddAccumulator(adc_bits=c.adc_bits, input_bits=c.input_bits,
-                                 weight_bits=c.weight_bits, cell_bits=1, columns=c.group_columns,
-                                 xbars=G, rows=c.rows, encoding="offset", flip=False,
-                                 signed_inputs=True, row_groups=1)
-        dq = Dequantizer(in_width=c.sa_acc_width, columns=c.group_columns, xbars=G,
-                         scale_bits=c.scale_bits, scale_frac_bits=c.scale_frac_bits,
-                         out_bits=c.out_bits, rounding=c.rounding, multiplier="csd")
-        m.submodules.sa = shared_cell(sa, key=(c.adc_bits, c.input_bits, c.weight_bits,
-                                               c.group_columns, G, c.rows))
-        m.submodules.dq = shared_cell(dq, key=(c.sa_acc_width, c.group_columns, G, c.scale_bits,
-                                               c.scale_frac_bits, c.out_bits, c.rounding))
+        sa = add_cell(m, "sa", ShiftAddAccumulator, adc_bits=c.adc_bits, input_bits=c.input_bits,
+                      weight_bits=c.weight_bits, cell_bits=1, columns=c.group_columns, xbars=G,
+                      rows=c.rows, encoding="offset", flip=False, signed_inputs=True, row_groups=1)
+        dq = add_cell(m, "dq", Dequantizer, in_width=c.sa_acc_width, columns=c.group_columns,
+                      xbars=G, scale_bits=c.scale_bits, scale_frac_bits=c.scale_frac_bits,
+                      out_bits=c.out_bits, rounding=c.rounding, multiplier="csd")
         m.submodules.merge = merge = StreamMerge(self.i[0].payload.shape(), G)
         for k in range(G):
             wiring.connect(m, wiring.flipped(self.i[k]), merge.i[k])

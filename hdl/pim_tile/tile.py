@@ -6,7 +6,7 @@ from amaranth.lib.wiring import In, Out
 
 from golden.pim_tile import TileConfig
 
-from ..cells import shared_cell
+from ..cells import add_cell
 from ..registry import block
 from .accumulator import OutputAccumulator
 from .channel import PimChannel
@@ -189,8 +189,7 @@ class PimTile(wiring.Component):
 
         channels = []
         for x in range(c.crossbars):
-            ch = PimChannel(c)
-            m.submodules[f"xbar{x}"] = shared_cell(ch, key=ch.cell_key)
+            ch = add_cell(m, f"xbar{x}", PimChannel, c)
             wiring.connect(m, regs.xbar[x], ch.cfg)
             wiring.connect(m, seq.cmd[x], ch.cmd)
             wiring.connect(m, seq.bus, ch.bus)
