@@ -280,7 +280,8 @@ class NonlinearUnit(wiring.Component):
         Raises ``TypeError`` for parameters out of golden's ranges, ``ValueError`` when a
         constant of :func:`golden.nonlinear.exp_constants` does not fit its field.
         """
-        length, out_bits = self._length(length), self._out_bits(out_bits)
+        length = self._length(length)
+        out_bits = check_int("out_bits", out_bits, 2, min(16, self._out_width))   # golden's range
         recip_bits = check_int("recip_bits", recip_bits, out_bits, MAX_RECIP_BITS)
         c = nl.exp_constants(check_real("scale", scale, 0, lo_open=True))
         lay = self._params("softmax")

@@ -196,6 +196,10 @@ def test_command_builder_errors():
         u.softmax_command(9, 0.01)
     with pytest.raises(TypeError, match=r"out_bits must be an integer from 2 to 12, not 13"):
         u.gelu_command(2, q_clip=1, q_b=1, q_c=1, q_one=1, m=1, r=1, out_bits=13)
+    with pytest.raises(TypeError, match=r"out_bits must be an integer from 2 to 12, not 13"):
+        u.softmax_command(2, 0.01, out_bits=13)
+    with pytest.raises(TypeError, match=r"out_bits must be an integer from 2 to 16, not 17"):
+        NonlinearUnit(16, out_width=20).softmax_command(2, 0.01, out_bits=17)
     with pytest.raises(TypeError, match=r"recip_bits must be an integer from 8 to 48, not 49"):
         u.softmax_command(2, 0.01, recip_bits=49)
     with pytest.raises(TypeError, match=r"scale must be a real number greater than 0"):
