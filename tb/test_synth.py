@@ -31,6 +31,10 @@ SMALL = {
     "pim_tile": {"crossbars": 2, "rows": 8, "cols": 8, "input_bits": 2, "weight_bits": 2,
                  "adc_bits": 4, "resolutions": (3, 4), "group": 2, "row_blocks": 1,
                  "outputs": 8, "scale_bits": 6, "scale_frac_bits": 4, "out_bits": 8},
+    "network_interface": {"payload_width": 8, "elem_width": 4, "length": 4, "nodes": 4,
+                          "layer_bits": 2, "stage_bits": 2, "offset_bits": 4},
+    # Its 64-bit products do not shrink with width: ~40 s even at the smallest size.
+    "nonlinear_unit": {"width": 4, "out_width": 4, "max_len": 4},
 }
 
 # A hand-written hierarchical design: two instances of a leaf with a memory and a register.
