@@ -222,7 +222,12 @@ def layernorm_constants(gamma, beta, out_scale, *, gamma_bits=16, norm_frac=12):
     so = check_real("out_scale", out_scale, 0, lo_open=True)
     gmax = float(np.abs(gamma).max(initial=0)) or 1.0
     gfrac = gamma_bits - 2 - math.floor(math.log2(gmax))
-    return {"gamma_q": np.floor(gamma * 2.0 ** gfrac + 0.5).astype(np.int64), "gamma_frac": gfrac,
+    gamma_q = np.floor(gamma * 2.0 ** gfrac + 0.5).astype(np.int64)
+    if np.abs(gamma_q).max(initial=0) > (1 << (gamma_bits - 1)) - 1:
+        # max|gamma| just below a power of two rounds up to 2**(gamma_bits-1): one bit less.
+        gfrac -= 1
+        gamma_q = np.floor(gamma * 2.0 ** gfrac + 0.5).astype(np.int64)
+    return {"gamma_q": gamma_q, "gamma_frac": gfrac,
             "beta_q": np.floor(beta / so + 0.5).astype(np.int64), "norm_frac": norm_frac}
 
 

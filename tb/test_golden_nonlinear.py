@@ -106,3 +106,14 @@ def test_bad_parameters():
         nl.i_exp(np.array([1]), q_ln2=100, q_b=1, q_c=1)
     with pytest.raises(TypeError, match="q must be an array of integers"):
         nl.i_softmax(np.zeros((2, 2)), 2.0 ** -8)
+
+
+@pytest.mark.parametrize("gmax", [1.0, 1.99999, 0.99999, -1.99999, 3.9999999, 0.3])
+def test_layernorm_gamma_fits_gamma_bits(gmax):
+    from golden.nonlinear import layernorm_constants
+    for bits in (8, 16):
+        c = layernorm_constants(np.array([gmax, 0.5 * gmax]), np.zeros(2), 0.05, gamma_bits=bits)
+        lim = 2 ** (bits - 1)
+        assert -lim <= c["gamma_q"].min() and c["gamma_q"].max() <= lim - 1
+        # As fine as fits: one more fractional bit would not.
+        assert np.abs(np.floor(gmax * 2.0 ** (c["gamma_frac"] + 1) + 0.5)) > lim - 1
