@@ -13,7 +13,7 @@ JOBS    ?= auto
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := all
-.PHONY: all setup verilog synth test bench demo summary clean
+.PHONY: all setup verilog synth test bench formal demo summary clean
 
 # NumPy's BLAS threads fight pytest-xdist workers and Verilator for the cores.
 export OPENBLAS_NUM_THREADS ?= 1
@@ -40,6 +40,10 @@ test: setup
 
 bench: setup
 	$(PY) -m tb.bench --out-dir build/bench
+
+# Every formal proof at its full depth (the short ones also run in `make test`).
+formal: setup
+	$(PY) -m tb.formal
 
 # Map a 256x256 layer onto the PIM tile and run it through the RTL with the golden crossbar
 # in the loop (WEIGHTS=path.npy to use your own weights).
