@@ -121,7 +121,8 @@ class NocBench:
     Members
     -------
     cycle : int
-        The current cycle (counted from the loop's start).
+        The cycle that is driven next: while :meth:`step` waits, the cycle being sampled;
+        after it, the following one (cycles of the :class:`tb.cocotb_streams.CycleLoop`).
     delivered : list
         ``(src, dst, flits, t_head_inject, t_tail_eject, created)`` per delivered packet.
     errors : int
@@ -154,13 +155,10 @@ class NocBench:
         self._generate = None
         self._tick = None
         self.loop = None
+        self.cycle = 0
 
     def flit(self, head, tail, dest, payload):
         return head | (tail << 1) | (dest << self.dest_shift) | (payload << self.payload_shift)
-
-    @property
-    def cycle(self):
-        return self.loop.cycle
 
     @property
     def outstanding(self):
@@ -180,7 +178,9 @@ class NocBench:
                          for n in range(self.N)]
         self.loop.on_sample(self._sample)
         await reset_dut(dut, cycles=3)
-        self._last_move = self.loop.cycle
+        self._tick.clear()
+        await self._tick.wait()        # returns, as step() does, with the next cycle to run
+        self._last_move = self.cycle
 
     def queue(self, src, dst, length, created=None):
         """Queue a packet of ``length`` flits from ``src`` to ``dst`` (``dst`` outside the
@@ -203,6 +203,7 @@ class NocBench:
         return record
 
     def _drive(self):
+        self.cycle = self.loop.cycle
         if self._generate is not None:
             self._generate(self)
 
@@ -226,11 +227,12 @@ class NocBench:
         if self.in_flight and cycle - self._last_move > WATCHDOG:
             raise AssertionError(f"watchdog: no flit ejected for {WATCHDOG} cycles with "
                                  f"{self.in_flight} packets in flight (deadlock?)")
+        self.cycle = cycle + 1
         self._tick.set()
 
     async def step(self, generate=None):
-        """Return after the next cycle was sampled; ``generate(env)`` is called at the start
-        of that cycle (it may queue packets)."""
+        """Run cycle :attr:`cycle`: ``generate(env)`` is called at its start (it may queue
+        packets), and this returns once it was sampled."""
         self._generate = generate
         self._tick.clear()
         await self._tick.wait()
