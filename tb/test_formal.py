@@ -9,8 +9,8 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import Out
 
 from tb.formal.harness import FormalHarness
-from tb.formal.proofs import KNOWN_FAILURES, PROOFS, SEEDED_BUGS
-from tb.formal.runner import ProofError, prove, read_vcd
+from tb.formal.proofs import COMB_PATHS, KNOWN_FAILURES, PROOFS, SEEDED_BUGS
+from tb.formal.runner import ProofError, comb_path, prove, read_vcd
 
 
 @pytest.mark.parametrize("proof", PROOFS, ids=[p.name for p in PROOFS])
@@ -37,6 +37,13 @@ def test_seeded_bug_is_found(bug):
                    reason="real bug found by the proof, reported (see tb/formal/proofs.py)")
 def test_known_failure(proof):
     prove(proof.make(), name=f"test_{proof.name}", mode=proof.mode, depth=proof.depth)
+
+
+@pytest.mark.parametrize("name, make, source, sink, exists", COMB_PATHS,
+                         ids=[c[0] for c in COMB_PATHS])
+def test_combinational_path(name, make, source, sink, exists):
+    """``valid`` never depends on ``ready`` in the same cycle where a block promises so."""
+    assert comb_path(make(), source, sink, name=f"test_path_{name}") == exists
 
 
 def test_runner_outcomes():

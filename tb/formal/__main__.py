@@ -1,5 +1,5 @@
 """Run every formal proof at its long depth and check every seeded bug:
-``python -m tb.formal [--short] [-k NAME] [--no-bugs] [--trace]``.
+``python -m tb.formal [--short] [-k NAME] [--no-bugs | --bugs-only] [--trace]``.
 
 Prints one line per proof (outcome, depth, seconds) and writes ``build/formal/summary.json``.
 Exits non-zero when a proof fails (the counterexample VCD path is printed; proofs listed in
@@ -20,11 +20,12 @@ def main(argv=None):
     parser.add_argument("--short", action="store_true", help="the pytest depths")
     parser.add_argument("-k", dest="select", default="", help="only proofs whose name contains this")
     parser.add_argument("--no-bugs", action="store_true", help="skip the seeded bugs")
+    parser.add_argument("--bugs-only", action="store_true", help="only the seeded bugs")
     parser.add_argument("--trace", action="store_true", help="print a failed proof's trace")
     args = parser.parse_args(argv)
     rows, bad = [], 0
     for p in PROOFS + KNOWN_FAILURES:
-        if args.select not in p.name:
+        if args.select not in p.name or args.bugs_only:
             continue
         depth = p.depth if args.short else p.long_depth
         cpu = time.process_time()

@@ -1,5 +1,5 @@
 """Every proof of the design, at a short depth (pytest) and a long one (``python -m tb.formal``),
-and every seeded bug that a proof must find."""
+every seeded bug that a proof must find, and the combinational paths the blocks document."""
 
 import dataclasses
 
@@ -10,8 +10,8 @@ from .noc import NocHarness
 from .sar_adc import SarAdcHarness
 from .systolic import SystolicHarness
 
-__all__ = ["Proof", "SeededBug", "PROOFS", "SEEDED_BUGS", "KNOWN_FAILURES", "StreamHarness",
-           "find_proof"]
+__all__ = ["Proof", "SeededBug", "PROOFS", "SEEDED_BUGS", "KNOWN_FAILURES", "COMB_PATHS",
+           "StreamHarness", "find_proof"]
 
 
 class StreamHarness(FormalHarness):
@@ -82,8 +82,8 @@ PROOFS = [
           "was used without last keeps the grant while it requests"),
     Proof("round_robin_4", lambda: RoundRobinHarness(4), "induct", 12, 16, "proved",
           "count=4", "as round_robin"),
-    Proof("round_robin_hold_4", lambda: RoundRobinHarness(4, hold=True), "bmc", 12, 24,
-          "bounded", "count=4, hold=True", "as round_robin_hold"),
+    Proof("round_robin_hold_4", lambda: RoundRobinHarness(4, hold=True), "induct", 20, 24,
+          "proved", "count=4, hold=True", "as round_robin_hold"),
     Proof("stream_merge_grant", lambda: StreamMergeHarness(3, check_streams=False), "induct",
           12, 16, "proved", "count=3, 2-bit items",
           "o.valid iff an input is valid; o carries the granted input's payload; only the "
@@ -118,12 +118,12 @@ PROOFS = [
           "as noc_router; one-flit packets, prompt credits, eject always ready",
           "every input VC holding a flit sends one within 4 cycles; inject refused at most "
           "4 cycles in a row"),
-    Proof("systolic", lambda: SystolicHarness(), "bmc", 10, 16, "bounded",
+    Proof("systolic", lambda: SystolicHarness(), "bmc", 10, 13, "bounded",
           "rows=2, cols=2, in_width=2, acc_width=4 (drain cols)",
           "stream rules on o; at most one PE per row on the OR bus; en low freezes every "
           "PE; no input accepted while o is blocked; folds' result vectors in the documented "
           "order with last on the final one, values = A @ B (wrapping)"),
-    Proof("systolic_rows", lambda: SystolicHarness(rows=2, cols=3, drain="rows"), "bmc", 9, 14,
+    Proof("systolic_rows", lambda: SystolicHarness(rows=2, cols=3, drain="rows"), "bmc", 9, 12,
           "bounded", "rows=2, cols=3, in_width=2, acc_width=4, drain rows", "as systolic"),
     Proof("dequantizer", lambda: DequantHarness(), "bmc", 10, 16, "bounded",
           "in_width=4, scale_bits=4, scale_frac_bits=2, out_bits=3, xbars=2, half_even, csd",
@@ -137,14 +137,12 @@ PROOFS = [
           "columns=2, rows=2", "stream rules on o"),
     Proof("aggregator_stream", lambda: StreamHarness(_aggregator()), "induct", 10, 20,
           "proved", "Aggregator lanes=2, beats=2, in_bits=3, columns=2", "stream rules on o"),
-    Proof("pim_sequencer_stream", lambda: StreamHarness(_tile_stage("PlaneSequencer")), "bmc",
-          5, 10, "bounded", "PlaneSequencer of a 2-crossbar tile (cols 8, 2 ADCs, 2-bit inputs)",
-          "stream rules on every output stream"),
-    Proof("pim_group_stream", lambda: StreamHarness(_tile_stage("TileGroup")), "bmc", 5, 10,
-          "bounded", "TileGroup of the same tile", "stream rules on every output stream"),
+    Proof("pim_group_stream", lambda: StreamHarness(_tile_stage("TileGroup")), "bmc", 10, 16,
+          "bounded", "TileGroup of a 2-crossbar tile (cols 8, 2 ADCs per crossbar, 2-bit "
+          "inputs and weights, 3-bit ADC)", "stream rules on o"),
     Proof("pim_accumulator_stream", lambda: StreamHarness(_tile_stage("OutputAccumulator")),
-          "bmc", 5, 10, "bounded", "OutputAccumulator of the same tile",
-          "stream rules on every output stream"),
+          "bmc", 10, 16, "bounded", "OutputAccumulator of the same tile",
+          "stream rules on o"),
     Proof("queue_stream", lambda: StreamHarness(_queue(False)), "induct", 10, 16, "bounded",
           "hdl.lib.Queue 2 bits, depth 2", "stream rules on o"),
     Proof("queue_buffered_stream", lambda: StreamHarness(_queue(True)), "induct", 10, 16,
@@ -178,6 +176,17 @@ SEEDED_BUGS = [
     SeededBug("systolic", "swapped_lanes", lambda: SystolicHarness(bug="swapped_lanes"), 6),
     SeededBug("dequantizer", "flag_drops", lambda: DequantHarness(bug="flag_drops"), 9),
     SeededBug("dequantizer", "flag_at_max", lambda: DequantHarness(bug="flag_at_max"), 8),
+    SeededBug("pim_group_stream", "valid_drop",
+              lambda: StreamHarness(Mutant(_tile_stage("TileGroup"), dropping_valid(("o",)))), 10),
+    SeededBug("pim_accumulator_stream", "valid_drop",
+              lambda: StreamHarness(Mutant(_tile_stage("OutputAccumulator"),
+                                           dropping_valid(("o",)))), 10),
+    SeededBug("shift_add_stream", "valid_drop",
+              lambda: StreamHarness(Mutant(_shift_add(), dropping_valid(("o",)))), 8),
+    SeededBug("aggregator_stream", "valid_drop",
+              lambda: StreamHarness(Mutant(_aggregator(), dropping_valid(("o",)))), 8),
+    SeededBug("queue_buffered_stream", "valid_drop",
+              lambda: StreamHarness(Mutant(_queue(True), dropping_valid(("o",)))), 8),
     SeededBug("queue_stream", "valid_drop",
               lambda: StreamHarness(Mutant(_queue(False), dropping_valid(("o",)))), 6),
 ]
@@ -198,4 +207,47 @@ KNOWN_FAILURES = [
           "count=3, 2-bit items",
           "stream rules on o: FAILS, the combinational grant moves to another input while "
           "o.valid is high and o.ready low, so o.payload changes before the transfer"),
+]
+
+
+def _sar():
+    from hdl.sar_adc import SarAdcController
+    return SarAdcController(3, columns=3, settle_cycles=1)
+
+
+def _systolic():
+    from hdl.systolic import SystolicArray
+    return SystolicArray(2, 2, in_width=2, acc_width=4)
+
+
+def _dequantizer():
+    from hdl.dequant.dequantizer import Dequantizer
+    return Dequantizer(in_width=4, columns=2, xbars=2, scale_bits=4, scale_frac_bits=2,
+                       out_bits=3)
+
+
+def _router():
+    from hdl.noc.router import NocRouter
+    return NocRouter(2, vcs=2, buffer=3, payload_width=2, routing="table", dims=(2, 1))
+
+
+# Combinational paths each block documents: (name, design, from input, to output, exists).
+# ``exists=False`` is a promise (e.g. "o.valid is a register"); the True rows are the
+# documented dependencies, which also show that the check sees a path when there is one.
+COMB_PATHS = [
+    ("sar_o_valid", _sar, "o__ready", "o__valid", False),
+    ("sar_cmd_ready_valid", _sar, "cmd__valid", "cmd__ready", False),
+    ("sar_cmd_ready_o_ready", _sar, "o__ready", "cmd__ready", True),
+    ("systolic_o_valid", _systolic, "o__ready", "o__valid", False),
+    ("systolic_i_ready_valid", _systolic, "i__valid", "i__ready", False),
+    ("systolic_i_ready_o_ready", _systolic, "o__ready", "i__ready", True),
+    ("dequantizer_o_valid", _dequantizer, "o__ready", "o__valid", False),
+    ("dequantizer_i_ready_valid", _dequantizer, "i__valid", "i__ready", False),
+    ("dequantizer_i_ready_o_ready", _dequantizer, "o__ready", "i__ready", True),
+    ("router_eject_valid", _router, "eject__ready", "eject__valid", False),
+    ("router_inject_ready_valid", _router, "inject__valid", "inject__ready", False),
+    # PlaneSequencer issues a plane to every channel in lockstep: cmd[x].valid is high only
+    # in a cycle where every cmd[x].ready is (documented), so its stream rule holds trivially.
+    ("pim_sequencer_cmd_valid", lambda: _tile_stage("PlaneSequencer"), "cmd__0__ready",
+     "cmd__0__valid", True),
 ]

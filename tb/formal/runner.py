@@ -43,7 +43,8 @@ from pathlib import Path
 
 from amaranth.back import rtlil
 
-__all__ = ["ProofResult", "ProofError", "prove", "formal_dir", "read_vcd", "format_trace"]
+__all__ = ["ProofResult", "ProofError", "prove", "comb_path", "formal_dir", "read_vcd",
+           "format_trace"]
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -211,3 +212,32 @@ def format_trace(path, pattern=""):
             for name, vals in sorted(table.items())
             if pattern in name and not name.startswith("$")]
     return "\n".join(rows)
+
+
+def comb_path(design, source, sink, *, name):
+    """Whether output port ``sink`` of ``design`` depends combinationally on input port
+    ``source`` (Verilog-style port names, ``"o__ready"``): a structural check in Yosys
+    (``prep -flatten; memory_map; dffunmap``, then the fan-out cone of ``source`` that does
+    not pass a flip-flop, intersected with ``sink``).
+
+    Returns
+    -------
+    bool
+    """
+    work = formal_dir() / name
+    if work.exists():
+        shutil.rmtree(work)
+    work.mkdir(parents=True)
+    (work / "top.il").write_text(rtlil.convert(design, name="top"))
+    script = ["read_rtlil top.il", "prep -flatten -top top", "memory_map", "dffunmap",
+              "opt_clean",
+              f"select -set cone i:{source} %co*:-$dff",
+              f"tee -o cone.txt select -list @cone o:{sink} %i"]
+    (work / "cone.ys").write_text("\n".join(script) + "\n")
+    proc = subprocess.run(_yosys_command() + ["-q", "-l", "yosys.log", "-s", "cone.ys"],
+                          capture_output=True, text=True, cwd=work)
+    if proc.returncode != 0 or not (work / "cone.txt").exists():
+        text = (work / "yosys.log").read_text() if (work / "yosys.log").exists() else ""
+        tail = "\n".join((text + proc.stderr).splitlines()[-10:])
+        raise RuntimeError(f"Yosys failed on the path check {name} (log {work}):\n{tail}")
+    return any(ln.strip().endswith(sink) for ln in (work / "cone.txt").read_text().splitlines())
