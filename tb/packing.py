@@ -139,8 +139,9 @@ def pack_many(layout, values):
     """
     plan = _plan(layout)
     total = Shape.cast(layout).width
+    nbytes = (total + 7) // 8
     n = None
-    bits = None
+    raw = None
     for path, offset, w, signed, count in _leaves(plan):
         arr = np.asarray(_field(values, path), dtype=np.int64)
         arr = arr.reshape(arr.shape[0], -1)
@@ -148,18 +149,28 @@ def pack_many(layout, values):
             raise IndexError(f"Index {count} is out of range for array layout of length {count}")
         if n is None:
             n = arr.shape[0]
-            bits = np.zeros((n, total + (-total) % 8), dtype=np.uint8)
+            raw = np.zeros((n, nbytes + 8), dtype=np.uint8)    # slack for the last field
         lo, hi = (-(1 << (w - 1)), (1 << (w - 1)) - 1) if signed else (0, (1 << w) - 1)
         if arr.size and (arr.min() < lo or arr.max() > hi):
             bad = arr[(arr < lo) | (arr > hi)][0]
             raise ValueError(f"Value {int(bad)} does not fit {'signed' if signed else 'unsigned'}"
                              f"({w}) at {'.'.join(map(str, path)) or 'payload'}")
-        field_bits = ((arr[:, :, None] >> np.arange(w)) & 1).astype(np.uint8)
-        span = arr.shape[1] * w
-        bits[:, offset:offset + span] = field_bits.reshape(n, span)
+        if offset % 8 == 0 and w in (8, 16, 32, 64):
+            # byte-aligned elements: copy their little-endian bytes
+            span = arr.shape[1] * w // 8
+            raw[:, offset // 8:offset // 8 + span] = \
+                np.ascontiguousarray(arr.astype(f"<u{w // 8}" if w < 64 else "<i8")) \
+                .view(np.uint8).reshape(n, span)
+            continue
+        # any other field: OR its bits into place
+        values_u = arr & ((1 << w) - 1) if w < 64 else arr
+        for e in range(arr.shape[1]):
+            for j in range(w):
+                pos = offset + e * w + j
+                raw[:, pos // 8] |= (((values_u[:, e] >> j) & 1) << (pos % 8)).astype(np.uint8)
     if n is None:
         return []
-    raw = np.packbits(bits, axis=1, bitorder="little")
+    raw = raw[:, :nbytes]
     return [int.from_bytes(row.tobytes(), "little") for row in raw]
 
 

@@ -13,8 +13,11 @@
 
 Builds chosen for speed:
 
-- Only what the testbench reads is visible to it: ``top_only`` keeps the top module's ports
-  public (``--public-depth 1``) instead of cocotb's ``--public-flat-rw`` (every signal of
+- Only what the testbench reads is visible to it: ``top_only`` makes exactly the top
+  module's ports public (a Verilator configuration file, :func:`top_ports_config`; not
+  ``--public-depth 1``, which in a hierarchical build also makes every signal at the top of
+  each hierarchical block public and halved the systolic array's speed) instead of
+  cocotb's ``--public-flat-rw`` (every signal of
   every module a VPI object, which also stops Verilator optimizing across them). Use it
   whenever the testbench touches only top-level ports.
 - Flat or hierarchical (:func:`choose_hier_blocks`): a design whose flattened Verilog
@@ -111,7 +114,8 @@ def _get_verilator(top_only):
 
     cocotb builds with ``--public-flat-rw`` (every signal of every module reachable from
     Python). For a 128x32 array that is hundreds of MB of generated C++; a testbench that
-    touches only the top ports builds much faster with ``--public-depth 1``.
+    touches only the top ports builds much faster with only those public
+    (:func:`top_ports_config`).
     """
     from cocotb_tools.runner import Verilator, get_runner
     if not top_only:
@@ -135,11 +139,30 @@ def mark_hier_blocks(verilog, modules):
     return verilog
 
 
+#: Placeholder argument replaced by the build folder's Verilator configuration file that makes
+#: only the top module's ports public (see :func:`top_ports_config`).
+_TOP_PORTS_VLT = "@top_ports.vlt"
+
+
+def top_ports_config(verilog, toplevel):
+    """A Verilator configuration file making exactly ``toplevel``'s ports public (read and
+    write through VPI), nothing else.
+
+    ``--public-depth 1`` would do it for a flat build, but in a hierarchical build it also
+    applies inside every hierarchical block (each is verilated as a top of its own): all of
+    a systolic row's signals became public and the model ran at half speed.
+    """
+    lines = ["`verilator_config"]
+    lines += [f'public_flat_rw -module "{toplevel}" -var "{name}"'
+              for _, name, _ in top_ports(verilog, toplevel)]
+    return "\n".join(lines) + "\n"
+
+
 def _prepare(verilog, build_args, waves, top_only, hier_blocks):
     waves = waves_requested() if waves is None else waves
     args = list(_WARNINGS) + list(build_args)
     if top_only:
-        args += ["--public-depth", "1"]
+        args += [_TOP_PORTS_VLT]
     if hier_blocks:
         verilog = mark_hier_blocks(verilog, hier_blocks)
         args += ["--hierarchical"]
@@ -152,7 +175,8 @@ def build_dir_for(verilog, toplevel, *, name=None, build_args=(), waves=None, to
                   hier_blocks=()):
     """The cache folder of a configuration and its full Verilator arguments."""
     verilog, args, waves = _prepare(verilog, build_args, waves, top_only, hier_blocks)
-    digest = hashlib.sha256("\0".join([verilog, toplevel, *args, _versions()]).encode())
+    extra = top_ports_config(verilog, toplevel) if top_only else ""
+    digest = hashlib.sha256("\0".join([verilog, toplevel, *args, extra, _versions()]).encode())
     return SIM_BUILD / f"{name or toplevel}-{digest.hexdigest()[:16]}", args
 
 
@@ -197,6 +221,10 @@ def build(verilog, toplevel, *, name=None, build_args=(), waves=None, top_only=F
         build_dir.mkdir(parents=True)
         source = build_dir / f"{toplevel}.v"
         source.write_text(verilog)
+        if top_only:
+            vlt = build_dir / _TOP_PORTS_VLT.lstrip("@")
+            vlt.write_text(top_ports_config(verilog, toplevel))
+            args = [str(vlt) if a == _TOP_PORTS_VLT else a for a in args]
         start = time.perf_counter()
         runner = _get_verilator(top_only)
         runner.build(sources=[source], hdl_toplevel=toplevel, build_dir=build_dir,
@@ -278,8 +306,8 @@ def run(verilog, toplevel, test_module, *, name=None, testcase=None, extra_env=N
 def top_ports(verilog, toplevel):
     """The ports of module ``toplevel`` in ``verilog``: a list of ``(direction, name, width)``.
 
-    Reads Yosys' Verilog (``input [7:0] name;`` declarations inside the module), which is
-    what :func:`hdl.verilog.generate` writes.
+    Reads Yosys' Verilog (``input [7:0] name;`` declarations inside the module, what
+    :func:`hdl.verilog.generate` writes) and ANSI headers (``input [7:0] name,``).
     """
     start = re.search(rf"^module {re.escape(toplevel)}\(", verilog, flags=re.MULTILINE)
     if start is None:
@@ -287,7 +315,7 @@ def top_ports(verilog, toplevel):
     body = verilog[start.end():verilog.index("endmodule", start.end())]
     ports = []
     for m in re.finditer(r"^\s*(input|output)\s+(?:wire\s+|reg\s+)?(?:signed\s+)?"
-                         r"(?:\[(\d+):(\d+)\]\s+)?\\?([A-Za-z_][\w$]*)\s*;", body,
+                         r"(?:\[(\d+):(\d+)\]\s+)?\\?([A-Za-z_][\w$]*)\s*[;,]?\s*$", body,
                          flags=re.MULTILINE):
         width = abs(int(m[2]) - int(m[3])) + 1 if m[2] is not None else 1
         ports.append((m[1], m[4], width))

@@ -5,9 +5,11 @@ Used by ``tb/test_systolic_verilator.py`` (the regression) and ``tb/bench/systol
 ``tb/bench/simspeed.py`` (benchmarks). The array's parameters reach the simulator process
 through the environment (:func:`params_env`).
 
-Speed: every cycle must be sampled here (the recorder replays each cycle's handshakes
-through :class:`golden.systolic.TimingModel`), so the driver, the monitor and the recorder
-share one :class:`tb.cocotb_streams.CycleLoop`: one coroutine and two triggers per cycle.
+Speed: in the regression every cycle must be sampled (the recorder replays each cycle's
+handshakes through :class:`golden.systolic.TimingModel`), so the driver, the monitor and the
+recorder share one :class:`tb.cocotb_streams.CycleLoop`: one coroutine and two triggers per
+cycle. Without recording (the benchmarks) the driver and the monitor run on their own and
+sleep while nothing can happen (the monitor wakes only on ``o.valid``).
 Input vectors are packed and expected outputs computed in bulk per GEMM
 (:func:`tb.packing.pack_many`); the scoreboard compares packed words (one integer comparison
 per output vector) and unpacks only for a failure message or the host-side reassembly.
@@ -82,9 +84,13 @@ class TB:
         await reset_dut(self.dut)
         await RisingEdge(self.dut.clk)
         self.trace = []
-        self.loop = CycleLoop(self.dut.clk)
-        if self.record:      # before the streams' sample hooks: it sees the held payload
+        self.loop = None
+        if self.record:
+            # Every cycle is sampled: one coroutine for the recorder, driver and monitor (the
+            # recorder first, so that it sees the payload held in that cycle).
+            self.loop = CycleLoop(self.dut.clk)
             self.loop.on_sample(self._record)
+        # Without recording the streams run on their own and sleep when nothing can happen.
         self.driver = StreamDriver(self.dut, "i", idle=idle, seed=seed, loop=self.loop)
         self.monitor = StreamMonitor(self.dut, "o", backpressure=backpressure, seed=seed + 1,
                                      loop=self.loop)
