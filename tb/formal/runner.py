@@ -7,10 +7,13 @@ proof may give them any value the assumptions allow). :func:`prove` converts it 
 
     read_rtlil top.il
     prep -flatten -top top     # one module: sat works on one module
-    memory_map                 # memories (NoC input buffers) become registers
+    memory_map                 # memories (queues) become registers
+    opt -fast
     async2sync                 # Amaranth's sync-domain checks become registered checks
     chformal -lower            # Amaranth 0.5 $check cells -> $assert / $assume
-    sat -tempinduct -prove-asserts -set-assumes -set-init-zero -maxsteps N -verify -dump_vcd cex.vcd
+    sat -prove-asserts -set-assumes -set-init-zero -verify -show-public -dump_vcd cex.vcd \
+        -tempinduct -maxsteps N          # mode="induct"
+        -tempinduct -tempinduct-baseonly -maxsteps N      # mode="bmc"
 
 Amaranth 0.5 emits every ``Assert``/``Assume``/``Cover`` as a ``$check`` cell (``FLAVOR``
 assert/assume/cover); a combinational one is checked in every step of the proof, a

@@ -32,9 +32,9 @@ __all__ = ["SarAdcHarness", "adc_ports", "SAR_BUGS"]
 
 def adc_ports(dut):
     """The analog-side ports (``sample``, ``column``, ``trial``, ``trial_en``, ``bits``,
-    ``decision``) of the controller: its ``adc`` member (an ``AdcPortSignature``) when it
-    has one, else the controller itself (the ports before that member existed)."""
-    return getattr(dut, "adc", dut)
+    ``decision``) of the controller: its ``adc`` member (an ``AdcPortSignature``). The one
+    place to change if they move again."""
+    return dut.adc
 
 
 class _ReadyWhileBusy(SarAdcController):
@@ -47,7 +47,7 @@ class _ReadyWhileBusy(SarAdcController):
 
 
 def _adc_path(dut, port):
-    return ("adc", port) if hasattr(dut, "adc") else (port,)
+    return ("adc", port)
 
 
 def _trial_bit0(**params):
