@@ -1,3 +1,4 @@
+# amaranth: UnusedElaboratable=no
 """Shift-and-add, dequantizer, aggregator: golden self-checks and fast Amaranth-sim tests."""
 
 import numpy as np

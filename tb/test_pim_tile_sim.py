@@ -1,3 +1,4 @@
+# amaranth: UnusedElaboratable=no
 """PimTile in the Amaranth simulator (tiny sizes) and the host-side mapper's contract.
 
 - The RTL end to end against :meth:`golden.pim_tile.TileMapping.golden`, with the same analog

@@ -1,3 +1,4 @@
+# amaranth: UnusedElaboratable=no
 """SarAdcController in the Amaranth simulator, in lockstep with the golden cycle model.
 
 Every cycle the controller's outputs must equal :class:`golden.sar_adc.SarAdcControllerModel`'s;

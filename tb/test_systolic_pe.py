@@ -1,3 +1,4 @@
+# amaranth: UnusedElaboratable=no
 """SystolicPe: Amaranth-sim unit test and cocotb+Verilator regression, checked against NumPy.
 
 This is also the end-to-end proof of the toolchain: Amaranth -> Verilog (hdl.verilog) ->

@@ -1,3 +1,4 @@
+# amaranth: UnusedElaboratable=no
 """SystolicArray and golden/systolic.py: fast Amaranth-simulator tests at small sizes.
 
 Every output vector is checked against the golden tiler, and every cycle's handshakes

@@ -6,7 +6,7 @@ from amaranth.lib.wiring import In, Out
 
 from golden.systolic import check_config
 
-from ..cells import shared_cell
+from ..cells import add_cell
 from ..registry import block
 from .row import SystolicRow
 from .skew import delayed as _delayed
@@ -55,7 +55,7 @@ class SystolicArray(wiring.Component):
     Results are exact modulo ``2**acc_width``; the optional output stage rounds (half up)
     by ``out_shift`` bits and saturates to ``out_width`` bits (Gemmini's output scaling).
     Each PE, each row and each skew delay line is one shared Verilog module
-    (:func:`hdl.cells.shared_cell`).
+    (:func:`hdl.cells.add_cell`).
 
     Parameters
     ----------
@@ -157,9 +157,9 @@ class SystolicArray(wiring.Component):
         a_in = [delayed(f"skew_a{p}", core_a[p], p) for p in range(P)]
         b_in = [delayed(f"skew_b{q}", core_b[q], q) for q in range(L)]
 
-        rows = [SystolicRow(L, in_width=w, acc_width=aw) for _ in range(P)]
+        rows = [add_cell(m, f"row{p}", SystolicRow, L, in_width=w, acc_width=aw)
+                for p in range(P)]
         for p, row in enumerate(rows):
-            m.submodules[f"row{p}"] = shared_cell(row, key=(L, w, aw))
             if p == 0:
                 m.d.comb += [row.valid.eq(accept), row.first.eq(fresh),
                              row.last.eq(self.i.payload.last)]

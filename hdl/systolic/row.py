@@ -4,7 +4,7 @@ from amaranth import Module, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-from ..cells import shared_cell
+from ..cells import add_cell
 from .pe import SystolicPe
 
 __all__ = ["SystolicRow"]
@@ -62,9 +62,8 @@ class SystolicRow(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         n, w, aw = self._length, self._in_width, self._acc_width
-        pes = [SystolicPe(w, acc_width=aw) for _ in range(n)]
+        pes = [add_cell(m, f"pe{q}", SystolicPe, w, acc_width=aw) for q in range(n)]
         for q, pe in enumerate(pes):
-            m.submodules[f"pe{q}"] = shared_cell(pe, key=(w, aw))
             if q == 0:
                 m.d.comb += [pe.a.eq(self.a), pe.valid.eq(self.valid), pe.first.eq(self.first),
                              pe.last.eq(self.last)]

@@ -4,7 +4,7 @@ from amaranth import Cat, Module, Signal, Value
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from ..cells import shared_cell
+from ..cells import add_cell
 
 __all__ = ["DelayLine", "delayed"]
 
@@ -60,9 +60,8 @@ def delayed(m, name, value, depth, en):
     bit = 0
     while depth >> bit:
         if depth >> bit & 1:
-            line = DelayLine(width, 1 << bit)
-            m.submodules[f"{name}_d{1 << bit}"] = shared_cell(
-                line, key=(width, 1 << bit), name=f"delay_line_w{width}_d{1 << bit}")
+            line = add_cell(m, f"{name}_d{1 << bit}", DelayLine, width, 1 << bit,
+                            module_name=f"delay_line_w{width}_d{1 << bit}")
             m.d.comb += [line.i.eq(word), line.en.eq(en)]
             word = line.o
         bit += 1
