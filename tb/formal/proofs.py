@@ -115,7 +115,7 @@ PROOFS = [
           "credits <= flits received; packets contiguous per output VC and on eject; per-flow "
           "order (a head never takes a VC while another VC holds its destination downstream)"),
     Proof("noc_router_3port", lambda: NocHarness(ports=3, dims=(2, 2), routes=(0, 1, 2, 1)),
-          "bmc", 4, 6, "bounded",
+          "bmc", 4, 7, "bounded",
           "ports=3, vcs=2, buffer=3, slots=2, 4 nodes, table routing (0: eject, 1, 3: port 1, "
           "2: port 2)", "as noc_router"),
     Proof("noc_router_any_table", lambda: NocHarness(ports=2, dims=(2, 1)), "bmc", 5, 7,
