@@ -145,16 +145,16 @@ _TOP_PORTS_VLT = "@top_ports.vlt"
 
 
 def top_ports_config(verilog, toplevel):
-    """A Verilator configuration file making exactly ``toplevel``'s ports public (read and
-    write through VPI), nothing else.
+    """A Verilator configuration file making exactly ``toplevel``'s ports public through VPI
+    (inputs read-write, outputs read-only), nothing else.
 
     ``--public-depth 1`` would do it for a flat build, but in a hierarchical build it also
     applies inside every hierarchical block (each is verilated as a top of its own): all of
     a systolic row's signals became public and the model ran at half speed.
     """
     lines = ["`verilator_config"]
-    lines += [f'public_flat_rw -module "{toplevel}" -var "{name}"'
-              for _, name, _ in top_ports(verilog, toplevel)]
+    lines += [f'public_flat_{"rw" if direction == "input" else "rd"} -module "{toplevel}" '
+              f'-var "{name}"' for direction, name, _ in top_ports(verilog, toplevel)]
     return "\n".join(lines) + "\n"
 
 
