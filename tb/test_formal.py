@@ -9,7 +9,7 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import Out
 
 from tb.formal.harness import FormalHarness
-from tb.formal.proofs import COMB_PATHS, KNOWN_FAILURES, PROOFS, SEEDED_BUGS
+from tb.formal.proofs import COMB_PATHS, PROOFS, SEEDED_BUGS
 from tb.formal.runner import ProofError, comb_path, prove, read_vcd
 
 
@@ -30,13 +30,6 @@ def test_seeded_bug_is_found(bug):
     assert str(result.vcd) in str(info.value)
     trace = read_vcd(result.vcd)
     assert trace and all(trace.values())
-
-
-@pytest.mark.parametrize("proof", KNOWN_FAILURES, ids=[p.name for p in KNOWN_FAILURES])
-@pytest.mark.xfail(strict=True, raises=ProofError,
-                   reason="real bug found by the proof, reported (see tb/formal/proofs.py)")
-def test_known_failure(proof):
-    prove(proof.make(), name=f"test_{proof.name}", mode=proof.mode, depth=proof.depth)
 
 
 @pytest.mark.parametrize("name, make, source, sink, exists", COMB_PATHS,

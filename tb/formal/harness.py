@@ -68,13 +68,15 @@ class FormalHarness(Elaboratable):
     ----------
     dut : wiring.Component
     check_streams : bool
-        Assert the stream rules on every output stream of ``dut`` (and assume them on every
-        input stream).
+        Assert the stream rules on every output stream of ``dut``.
+    assume_streams : bool
+        Assume the stream rules on every input stream of ``dut``.
     """
 
-    def __init__(self, dut, *, check_streams=True):
+    def __init__(self, dut, *, check_streams=True, assume_streams=True):
         self.dut = dut
         self.check_streams = check_streams
+        self.assume_streams = assume_streams
         self.ports = []
         self._drive = []
         for path, member, value in dut.signature.flatten(dut):
@@ -124,9 +126,10 @@ class FormalHarness(Elaboratable):
         for value, free in self._drive:
             m.d.comb += value.eq(free)
         m.d.comb += Assume(~ResetSignal())
-        if self.check_streams:
+        if self.assume_streams:
             for name, s in self.streams(Flow.In):
                 assume_stream(m, s, f"in_{name}")
+        if self.check_streams:
             for name, s in self.streams(Flow.Out):
                 assert_stream(m, s, f"out_{name}")
         self.properties(m)
