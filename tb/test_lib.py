@@ -94,13 +94,16 @@ FLIT = data.StructLayout({"last": 1, "src": 3, "seq": 8})
 @pytest.mark.parametrize("count,last", [(1, None), (3, None), (4, None), (3, "last")])
 def test_stream_merge_matches_model(count, last):
     """Random valid/payload on every input and random ready on the output: each cycle,
-    ``o`` and the inputs' ``ready`` are what the arbitration rule gives."""
+    ``o`` and the inputs' ``ready`` are what the arbitration rule gives, and a stalled ``o``
+    keeps its grant (the stream rule) whatever the other inputs do."""
     rng = random.Random(count)
     dut = StreamMerge(FLIT, count, last=last)
     model = RoundRobinModel(count, last is not None)
     seq = [0] * count
     pending = [None] * count        # an offered item stays until it is taken
     out = []
+    held = [None]                   # the input a stalled output holds the grant for
+    stalls = [0]
 
     async def bench(ctx):
         for _ in range(500):
@@ -114,7 +117,7 @@ def test_stream_merge_matches_model(count, last):
             ready = rng.random() < 0.8
             ctx.set(dut.o.ready, ready)
             req = [p is not None for p in pending]
-            g = model.grant(req)
+            g = model.grant(req) if held[0] is None else held[0]
             assert ctx.get(dut.o.valid) == (g is not None)
             for k in range(count):
                 assert ctx.get(dut.i[k].ready) == (ready and (0 if g is None else g) == k)
@@ -125,8 +128,11 @@ def test_stream_merge_matches_model(count, last):
                     (pending[g]["last"], g, pending[g]["seq"])
                 if ready:
                     out.append(pending[g])
-                    model.advance(req, pending[g]["last"])
+                    model.advance([k == g for k in range(count)] if held[0] is not None
+                                  else req, pending[g]["last"])
                     pending[g] = None
+                    stalls[0] += held[0] is not None
+                held[0] = None if ready else g
             await ctx.tick()
     _run(dut, bench)
     for k in range(count):      # each input's items in order, none lost

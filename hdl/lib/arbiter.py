@@ -107,7 +107,10 @@ class StreamMerge(wiring.Component):
     Combinational: ``o`` is valid in the cycle any input is valid and carries the granted
     input's payload; that input's ``ready`` is ``o.ready``, every other input's is low
     (while no input is valid, input 0 counts as granted). One
-    item per cycle; backpressure on ``o`` stalls all inputs. With ``last`` set, an input
+    item per cycle; backpressure on ``o`` stalls all inputs. The grant is held while ``o`` is
+    stalled (valid and not ready), so ``o`` keeps the stream rule: once valid, it stays valid
+    with the same payload until taken, even when an input ahead in the round-robin order
+    raises ``valid`` meanwhile. With ``last`` set, an input
     that transfers the first item of a packet keeps the priority until the item whose
     ``last`` field is set, so packets leave contiguously while their input keeps them
     coming (an idle input loses the grant for that cycle only).
@@ -160,8 +163,18 @@ class StreamMerge(wiring.Component):
         m = Module()
         n = self._count
         m.submodules.arbiter = arb = RoundRobin(n, hold=self._last is not None)
-        m.d.comb += [arb.requests.eq(Cat(s.valid for s in self.i)),
-                     self.grant.eq(arb.index),
+        valids = Cat(s.valid for s in self.i)
+        if n == 1:
+            m.d.comb += arb.requests.eq(valids)
+        else:
+            # A stalled output keeps its grant: only the held input may request.
+            stalled = Signal()
+            held = Signal(range(n))
+            m.d.sync += stalled.eq(self.o.valid & ~self.o.ready)
+            with m.If(self.o.valid & ~self.o.ready):
+                m.d.sync += held.eq(arb.index)
+            m.d.comb += arb.requests.eq(Mux(stalled, valids & (C(1, n) << held)[:n], valids))
+        m.d.comb += [self.grant.eq(arb.index),
                      self.o.valid.eq(arb.valid),
                      arb.advance.eq(self.o.valid & self.o.ready)]
         if n == 1:
