@@ -17,15 +17,18 @@ Builds chosen for speed:
   module's ports public (a Verilator configuration file, :func:`top_ports_config`; not
   ``--public-depth 1``, which in a hierarchical build also makes every signal at the top of
   each hierarchical block public and halved the systolic array's speed) instead of
-  cocotb's ``--public-flat-rw`` (every signal of
-  every module a VPI object, which also stops Verilator optimizing across them). Use it
-  whenever the testbench touches only top-level ports.
+  cocotb's ``--public-flat-rw`` (every signal of every module a VPI object, which also
+  stops Verilator optimizing across them). Use it whenever the testbench touches only
+  top-level ports.
 - Flat or hierarchical (:func:`choose_hier_blocks`): a design whose flattened Verilog
   (:func:`flat_size`: each module's lines times its instances) is at most
-  :data:`FLAT_BUILD_LINES` (200k lines, about a CPU-minute of build here; the 32x32
-  systolic array is 188k) is built flat, the fastest model; a larger one (the 128x32
-  array, 754k) is verilated hierarchically (``hier_blocks``: each shared cell compiled
-  once), whose build stays within the regression's budget.
+  :data:`FLAT_BUILD_LINES` (200k lines) is built flat: one Verilator run, no per-block
+  sub-builds (the systolic 4x4 to 32x32 arrays; 32x32 is 188k lines and simulates as fast
+  flat as hierarchical, ~35-40k cycles/CPU-s in the C++ main). A larger design is
+  verilated hierarchically (``hier_blocks``: each shared cell compiled once, so the C++ to
+  compile does not grow with the instances): the 128x32 array (754k lines), whose model
+  also ran faster so (C++ main 8.7-9.1k cycles/CPU-s hierarchical against 5.4k flat: one
+  row's code serves all 128 rows).
 - No ``--threads``: on two shared cores a threaded model ran 30-50x slower.
 - :func:`build_cpp` builds the same Verilog with a plain C++ main instead of cocotb's (what
   ``python -m tb.bench.simspeed`` compares the testbench against).
@@ -397,8 +400,9 @@ def flat_size(verilog, toplevel):
 
 
 #: Largest flattened design (lines of Verilog, :func:`flat_size`) built flat. A flat build
-#: of 188k lines (the 32x32 systolic array) costs about 1 CPU-minute of Verilator and C++ on
-#: this 2-core machine, and build time grows faster than linearly beyond.
+#: of 188k lines (the 32x32 systolic array) costs about a CPU-minute of Verilator and C++
+#: on this 2-core machine; beyond, build time grows with the instances while a
+#: hierarchical build compiles each shared cell once (and was not slower to simulate).
 FLAT_BUILD_LINES = 200_000
 
 
@@ -406,9 +410,10 @@ def choose_hier_blocks(verilog, toplevel, hier_blocks, *, limit=None):
     """The rule for builds chosen for speed: flat (returns ``()``) when the flattened design
     has at most ``limit`` lines (default :data:`FLAT_BUILD_LINES`), else ``hier_blocks``.
 
-    A flat model simulates faster (Verilator optimizes across the cells) but its build
-    grows with the number of cell instances; hierarchical verilation compiles each shared
-    cell once. ``PIMRTL_FLAT_BUILD_LINES`` in the environment overrides the limit.
+    Small designs build fastest flat (no hierarchical sub-builds); a flat build grows with
+    the number of cell instances while hierarchical verilation compiles each shared cell
+    once, and for the systolic array the hierarchical model was as fast (32x32) or faster
+    (128x32) per cycle. ``PIMRTL_FLAT_BUILD_LINES`` in the environment overrides the limit.
     """
     if limit is None:
         limit = int(os.environ.get("PIMRTL_FLAT_BUILD_LINES", FLAT_BUILD_LINES))
