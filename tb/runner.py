@@ -354,7 +354,8 @@ def build_cpp(verilog, toplevel, main, *, name=None, headers=None, build_args=()
         args += ["--hierarchical"]
     key = "\0".join([verilog, toplevel, main.read_text(), repr(sorted(headers.items())), *args,
                      _versions()])
-    build_dir = SIM_BUILD / f"cpp-{name or toplevel}-{hashlib.sha256(key.encode()).hexdigest()[:16]}"
+    digest = hashlib.sha256(key.encode()).hexdigest()[:16]
+    build_dir = SIM_BUILD / f"cpp-{name or toplevel}-{digest}"
     exe = build_dir / "simspeed"
     stamp = build_dir / "built.ok"
     with _locked(SIM_BUILD / f".{build_dir.name}.lock"):

@@ -220,7 +220,8 @@ def test_bulk_packing_matches_item_by_item(rows, cols, kwargs):
     back = unpack_many(array.i_layout, words)
     assert (back["a"] == a).all() and (back["b"] == b).all() and (back["last"] == last).all()
     width = array.o_layout["data"].shape.elem_shape.width
-    data = rng.integers(-(1 << (width - 1)), 1 << (width - 1), (n, array.o_layout["data"].shape.length))
+    length = array.o_layout["data"].shape.length
+    data = rng.integers(-(1 << (width - 1)), 1 << (width - 1), (n, length))
     data[0], data[1] = -(1 << (width - 1)), (1 << (width - 1)) - 1
     words = pack_many(array.o_layout, {"data": data, "last": last})
     assert [unpack(array.o_layout, w) for w in words] == \

@@ -17,7 +17,8 @@ the default is all of them) it
    the simulator process (``time.process_time`` from the cocotb test), and the same build
    with only a clock running (the cost of cocotb and VPI alone).
 
-Writes ``<out-dir>/simspeed.json`` (rows not measured in this run are kept from the file): a list of rows with ``block``, ``config`` (the block's
+Writes ``<out-dir>/simspeed.json`` (rows not measured in this run are kept from the file):
+a list of rows with ``block``, ``config`` (the block's
 parameters and the testbench workload), ``cpp_cycles_per_cpu_s``,
 ``testbench_cycles_per_cpu_s``, ``ratio`` (testbench / C++), plus
 ``clock_only_cycles_per_cpu_s``, the wall-clock rates (``*_cycles_per_wall_s``), cycles and
@@ -208,9 +209,10 @@ def _systolic(rows, cols, shape, record=False, idle=0.0):
                     options=dict(top_only=True, hier_blocks=hier), testcase="testbench_systolic",
                     env=params_env(rows, cols),
                     config={"shape": shape, "record": record, "idle": idle})
-    return {"block": "systolic", "config": {"rows": rows, "cols": cols, "gemm": "x".join(map(str, shape)),
-                                            "testbench": "regression (record, idle/backpressure 0.3)"
-                                            if record else "gemm stream"}, "make": make}
+    workload = "regression (record, idle/backpressure 0.3)" if record else "gemm stream"
+    return {"block": "systolic", "config": {"rows": rows, "cols": cols,
+                                            "gemm": "x".join(map(str, shape)),
+                                            "testbench": workload}, "make": make}
 
 
 def _sar_adc():

@@ -129,7 +129,7 @@ class TB:
                                                "last": np.concatenate(last).astype(np.int64)})
 
     def expected(self, folds):
-        """The golden output vectors of ``folds`` as dicts (:func:`golden.systolic.fold_outputs`)."""
+        """The golden output vectors of ``folds`` as dicts (``golden.systolic.fold_outputs``)."""
         return [v for f in folds for v in golden.fold_outputs(f, rows=self.rows, cols=self.cols,
                                                                **self.kwargs)]
 
@@ -171,7 +171,8 @@ class TB:
             got = (bool(ready), bool(o_valid))
             assert model.step(valid, last, o_ready) == got, (
                 f"handshakes, cycle {cycle}: recorded (i.valid, last, i.ready, o.valid, o.ready, "
-                f"macs, busy) {self.trace[max(cycle - 3, 0):cycle + 2]} from cycle {max(cycle - 3, 0)}")
+                f"macs, busy) from cycle {max(cycle - 3, 0)}: "
+                f"{self.trace[max(cycle - 3, 0):cycle + 2]}")
 
     def measured_cycles(self):
         """Cycles from the first input transfer to the last output transfer, both included."""
