@@ -132,7 +132,7 @@ def run_rtl(tile_params, jobs, *, name="pim_tile_demo"):
         with open(jobs_path, "wb") as f:
             pickle.dump((tile, jobs), f)
         runner.run(verilog, TESTBENCH_TOP, "tb.demo", name=name, testcase="run_jobs",
-                   extra_env={"PIM_JOBS": jobs_path, "PIM_RESULTS": res_path})
+                   extra_env={"PIM_JOBS": jobs_path, "PIM_RESULTS": res_path}, top_only=True)
         results = json.loads(res_path.read_text())
     for r, (_, mapping, x) in zip(results, jobs):
         y, _ = mapping.golden(x)

@@ -172,7 +172,7 @@ def _verilog(params_json):
 def _run(params, name, testcase):
     verilog = _verilog(json.dumps(params))
     runner.run(verilog, TESTBENCH_TOP, "tb.test_pim_tile_verilator", name=name, testcase=testcase,
-               extra_env={"PIM_TILE": json.dumps(params)})
+               extra_env={"PIM_TILE": json.dumps(params)}, top_only=True)
 
 
 @pytest.mark.parametrize("testcase", ["ideal_mlc_slc_reconfigure", "noisy_mlc", "hybrid_mixed",

@@ -103,7 +103,7 @@ def simspeed(tile_params=None, *, batch=3, noisy=(False, True)):
         with tempfile.TemporaryDirectory() as tmp:
             out = Path(tmp) / "speed.json"
             runner.run(verilog, TESTBENCH_TOP, "tb.bench.pim_tile", name="pim_tile_simspeed",
-                       testcase="tile_simspeed",
+                       testcase="tile_simspeed", top_only=True,
                        extra_env={"PIM_SIMSPEED": json.dumps({"tile": config, "batch": batch,
                                                               "noisy": flag}),
                                   "PIM_SIMSPEED_OUT": out})

@@ -295,7 +295,7 @@ def _pim_tile(crossbars):
         verilog = tile_testbench_verilog(generate(PimTile(**p), "pim_tile"), TileConfig(**p))
         config = {k: (list(v) if isinstance(v, tuple) else v) for k, v in p.items()}
         return dict(verilog=verilog, toplevel=TESTBENCH_TOP, name=build_name,
-                    options={}, testcase="tile_simspeed", module="tb.bench.pim_tile",
+                    options=dict(top_only=True), testcase="tile_simspeed", module="tb.bench.pim_tile",
                     env={"PIM_SIMSPEED": json.dumps({"tile": config, "batch": 2, "noisy": True})},
                     out_var="PIM_SIMSPEED_OUT", config={}, config_extra={"tile": config})
     return {"block": "pim_tile", "config": {"crossbars": crossbars,

@@ -181,7 +181,8 @@ def tile_testbench_verilog(tile_verilog, config, *, tile_top="pim_tile", name=TE
     Code store ports (driven by :class:`TileBench`): ``codes_we`` writes, at the rising edge,
     ``codes_data`` (crossbar ``x``'s ``cols`` codes of ``adc_bits`` bits, column ``c`` at bit
     ``(x * cols + c) * adc_bits``) and ``codes_bits`` (its resolution) for every crossbar ``x``
-    set in ``codes_mask``. ``decision[k]`` is the stored code bit under trial (the lowest set
+    set in ``codes_mask``. ``sample_any`` is the OR of the tile's ``sample`` strobes (the
+    testbench wakes on it; the build makes only top-level ports public). ``decision[k]`` is the stored code bit under trial (the lowest set
     bit of ADC ``k``'s trial code). A trial that is not ``code[b-1:k+1], 1, 0..`` (or has no bit
     set) sets ``sar_error`` (sticky until reset) with ``sar_error_adc``, ``_trial``, ``_code``
     and ``_column`` of the first one.
@@ -218,6 +219,7 @@ def tile_testbench_verilog(tile_verilog, config, *, tile_top="pim_tile", name=TE
         f"  input [{X - 1}:0] codes_mask",
         f"  input [{X * C * B - 1}:0] codes_data",
         f"  input [{X * BW - 1}:0] codes_bits",
+        "  output sample_any",
         "  output reg sar_error",
         f"  output reg [{AW - 1}:0] sar_error_adc",
         f"  output reg [{B - 1}:0] sar_error_trial",
@@ -235,7 +237,7 @@ module {name}(
   {tile_top} dut (
 {conn_txt}
   );
-  wire sample_any = |sample;
+  assign sample_any = |sample;   // a port: the testbench wakes on it (top ports only are public)
   reg [{C * B - 1}:0] codes [0:{X - 1}];
   reg [{BW - 1}:0] res [0:{X - 1}];
   integer x;
