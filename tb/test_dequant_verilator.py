@@ -18,15 +18,9 @@ from golden.quant import dequantize
 from hdl.dequant import Dequantizer, ShiftAddDequantizer
 from hdl.verilog import generate
 from tb import runner
-from tb.env.dequant import DequantBench, extreme_values, group_stimulus, interesting_scales
+from tb.env.dequant import (GROUP_CONFIGS, GROUP_SIZE, DequantBench, extreme_values, group_stimulus,
+                            interesting_scales)
 
-GROUP_CONFIGS = {
-    "mlc_flip_a7_even": dict(cell_bits=2, adc_bits=7, flip=True, rounding="half_even", out_bits=12,
-                             multiplier="csd"),
-    "slc_a6_up": dict(cell_bits=1, adc_bits=6, flip=False, rounding="half_up", out_bits=16,
-                      multiplier="csd"),
-}
-GROUP_SIZE = dict(rows=16, n_out=3, xbars=4, units=2)
 
 
 def _params():

@@ -229,23 +229,27 @@ def _sar_adc():
             "make": make}
 
 
-# The regression's MLC group configuration (tb/test_dequant_verilator.py).
-DEQUANT = dict(cell_bits=2, adc_bits=7, flip=True, rounding="half_even", out_bits=12,
-               multiplier="csd", rows=16, n_out=3, xbars=4, units=2)
+# The regression's MLC group configuration (tb.env.dequant.GROUP_CONFIGS).
+DEQUANT_NAME = "mlc_flip_a7_even"
+
+
+def _dequant_params():
+    from tb.env.dequant import GROUP_CONFIGS, GROUP_SIZE
+    return dict(GROUP_CONFIGS[DEQUANT_NAME], **GROUP_SIZE)
 
 
 def _dequant():
     def make():
         from hdl.dequant import ShiftAddDequantizer
         from hdl.verilog import generate
-        name = "mlc_flip_a7_even"
-        p = dict(DEQUANT)
+        name = DEQUANT_NAME
+        p = _dequant_params()
         verilog = generate(ShiftAddDequantizer(**{k: v for k, v in p.items() if k != "seed"}),
                            "shift_add_dequantizer")
         return dict(verilog=verilog, toplevel="shift_add_dequantizer", name=f"dequant_{name}",
                     options={}, testcase="testbench_dequant", env={},
                     config={"params": p, "batch": 16})
-    return {"block": "dequant", "config": dict(DEQUANT, testbench="reads, idle/backpressure 0.3"),
+    return {"block": "dequant", "config": dict(_dequant_params(), testbench="reads, idle/backpressure 0.3"),
             "make": make}
 
 

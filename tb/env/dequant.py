@@ -12,7 +12,17 @@ from golden.quant import aggregate, dequantize
 from golden.shift_add import aggregate_stream, dequantize_stream, read_sequence, shift_add_stream
 
 __all__ = ["fit", "beat_dicts", "random_beats", "extreme_values", "interesting_scales", "group_stimulus",
-           "strobe_put", "StrobeDriver", "DequantBench"]
+           "strobe_put", "StrobeDriver", "DequantBench", "GROUP_CONFIGS", "GROUP_SIZE"]
+
+# The ShiftAddDequantizer configurations of the Verilator regression (one build each), also
+# the simulation-speed benchmark's dequantizer row.
+GROUP_CONFIGS = {
+    "mlc_flip_a7_even": dict(cell_bits=2, adc_bits=7, flip=True, rounding="half_even", out_bits=12,
+                             multiplier="csd"),
+    "slc_a6_up": dict(cell_bits=1, adc_bits=6, flip=False, rounding="half_up", out_bits=16,
+                      multiplier="csd"),
+}
+GROUP_SIZE = dict(rows=16, n_out=3, xbars=4, units=2)
 
 
 def random_beats(rng, *, reads, n_out, input_bits, n_slices, adc_bits, rows, xbars, flip, extreme=False,

@@ -16,7 +16,7 @@ from cocotb.triggers import Event
 from golden import noc as golden_noc
 from tb.cocotb_streams import CycleLoop, StreamDriver, StreamMonitor, reset_dut
 
-__all__ = ["NocBench", "NocTraffic", "parse_dims", "destination", "network_verilog",
+__all__ = ["NocBench", "parse_dims", "destination", "network_verilog",
            "simulate", "CONFIGS", "WATCHDOG"]
 
 WATCHDOG = 1000
@@ -277,5 +277,3 @@ class NocBench:
                 await self.step()
         assert self.outstanding == 0 and all(o is None for o in self.open)
 
-
-NocTraffic = NocBench       # the name in tb/test_noc_verilator.py before this module
