@@ -1,0 +1,150 @@
+"""SystolicCore test environment (Amaranth simulator): load a memory image through ``wr``, run
+a program from ``cmd``, collect ``o``, with random idle cycles and backpressure, and the
+golden execution model of :mod:`golden.systolic_core` to compare against.
+
+Used by ``tb/test_systolic_core_sim.py``. The core's memory is observed through its own
+interface: a program ends with ``SEND`` commands of the words to check (:func:`dump`).
+"""
+
+import random
+
+import numpy as np
+from amaranth import Module, ResetInserter, Signal
+from amaranth.sim import Simulator
+
+from golden import systolic_core as gsc
+from hdl.systolic.core import SystolicCore
+from tb.packing import pack, unpack
+from tb.sim_streams import stream_get, stream_put
+
+__all__ = ["run_sim", "dump", "random_memory", "DUMP_NODE"]
+
+#: The node a test's memory dump is sent to (any node other than the core's).
+DUMP_NODE = 3
+
+
+def dump(cfg, first=0, count=None, *, dest_addr=0x8000):
+    """A ``SEND`` of memory words ``first .. first + count - 1`` to :data:`DUMP_NODE`."""
+    count = cfg.mem_words - first if count is None else count
+    return gsc.encode_command(cfg, "SEND", dest=DUMP_NODE, dest_addr=dest_addr, src=first,
+                              count=count)
+
+
+def random_memory(cfg, rng, *, bits=8):
+    """A memory image of ``bits``-bit signed values (sign-extended to 16)."""
+    return rng.integers(-(1 << (bits - 1)), 1 << (bits - 1), (cfg.mem_words, cfg.length))
+
+
+def _draw(r, p):
+    k = 0
+    while p and r.random() < p and k < 20:
+        k += 1
+    return k
+
+
+def run_sim(params, program, memory, *, seed=0, idle=0.0, backpressure=0.0, writes=(),
+            load=True, prelude=None, max_cycles=200_000):
+    """Run ``program`` (encoded commands) on a :class:`SystolicCore(**params)` whose memory
+    is first loaded with ``memory`` through ``wr`` (``load``).
+
+    ``writes``: ``(addr, data)`` written through ``wr`` while the program runs (random
+    idle cycles between them), all before the program's last command is offered.
+    ``prelude(ctx, dut, rst)`` runs after the load and before the program (may pulse
+    ``rst``, the core's synchronous reset). Commands get ``idle``-distributed idle cycles,
+    ``o`` ``backpressure``-distributed stalls.
+
+    Returns ``{"sent": [(dest, layer, offset, data)], "cmd_cycles": [cycle each command was
+    accepted, counted from the first command's], "error": [error flag at each acceptance and
+    at the end], "rule_checks": stalled cycles in which the stream rule was checked}``.
+    """
+    dut = SystolicCore(**params)
+    cfg = dut.config
+    rst = Signal()
+    count = Signal(32)
+    m = Module()
+    m.submodules.dut = ResetInserter(rst)(dut)
+    m.d.sync += count.eq(count + 1)
+    wl, ol = dut.wr.payload.shape(), dut.o.payload.shape()
+    rng = random.Random(seed)
+    r_cmd, r_o, r_wr = (random.Random(rng.random()) for _ in range(3))
+    n_sent = len(gsc.run(cfg, program, memory if load else None)[1])
+    st = {"loaded": not load and prelude is None, "done": False, "writes_done": not writes}
+    out = {"sent": [], "cmd_cycles": [], "error": [], "rule_checks": 0}
+
+    async def wait(ctx, key):
+        while not st[key]:
+            await ctx.tick()
+
+    async def loader(ctx):
+        if load:
+            for a in range(cfg.mem_words):
+                await stream_put(ctx, dut.wr, pack(wl, {"addr": a, "data": memory[a]}))
+        if prelude is not None:
+            await prelude(ctx, dut, rst)
+        st["loaded"] = True
+        await ctx.tick()
+        for a, d in writes:
+            await stream_put(ctx, dut.wr, pack(wl, {"addr": a, "data": d}),
+                             idle=_draw(r_wr, 0.5))
+        st["writes_done"] = True
+
+    async def commands(ctx):
+        await wait(ctx, "loaded")
+        t0 = None
+        for n, word in enumerate(program):
+            if n == len(program) - 1:
+                await wait(ctx, "writes_done")
+            await stream_put(ctx, dut.cmd, word, idle=_draw(r_cmd, idle))
+            now = ctx.get(count) - 1
+            t0 = now if t0 is None else t0
+            out["cmd_cycles"].append(now - t0)
+            out["error"].append(ctx.get(dut.error))
+        while ctx.get(dut.busy):
+            await ctx.tick()
+        out["error"].append(ctx.get(dut.error))
+        out["end_cycle"] = ctx.get(count) - t0
+        if not n_sent:
+            st["done"] = True
+
+    async def receiver(ctx):
+        for _ in range(n_sent):
+            v = await stream_get(ctx, dut.o, stall=_draw(r_o, backpressure))
+            d = unpack(ol, v.as_value().value)
+            data = np.array(d["data"], dtype=np.int64)
+            data = np.where(data >= 1 << 15, data - (1 << 16), data)
+            out["sent"].append((d["dest"], d["tag"]["layer"], d["tag"]["offset"], data))
+            assert d["tag"]["stage"] == 0
+        st["done"] = True
+
+    async def stream_rule(ctx):
+        held = None
+        while not st["done"]:
+            *_, valid, ready, word, reset = await ctx.tick().sample(
+                dut.o.valid, dut.o.ready, dut.o.payload.as_value(), rst)
+            if held is not None and not reset:
+                assert valid and word == held, "o dropped valid or changed its payload"
+                out["rule_checks"] += 1
+            held = word if valid and not ready and not reset else None
+
+    async def watchdog(ctx):
+        for _ in range(max_cycles):
+            if st["done"]:
+                return
+            await ctx.tick()
+        raise AssertionError(f"{len(out['sent'])} of {n_sent} vectors after {max_cycles} "
+                             f"cycles")
+
+    sim = Simulator(m)
+    sim.add_clock(1e-8)
+    for bench in (loader, commands, receiver, stream_rule, watchdog):
+        sim.add_testbench(bench)
+    sim.run()
+    return out
+
+
+def compare_sent(got, expected):
+    """Assert two lists of sent vectors are equal, naming the first difference."""
+    assert len(got) == len(expected), f"{len(got)} vectors sent, expected {len(expected)}"
+    for n, (g, e) in enumerate(zip(got, expected)):
+        assert g[:3] == tuple(int(v) for v in e[:3]) and np.array_equal(g[3], e[3]), \
+            f"vector {n}: got {g}, expected {e}"

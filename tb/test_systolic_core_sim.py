@@ -1,0 +1,347 @@
+# amaranth: UnusedElaboratable=no
+"""SystolicCore in the Amaranth simulator against :mod:`golden.systolic_core`: every opcode
+with random data, every operand/result layout, K > L and M, N not multiples of the array,
+output-stage extremes, idle cycles and backpressure, ``wr`` writes during commands, refused
+commands (the next command still runs), reset in mid-command, and the cycles of every
+command (:func:`golden.systolic_core.command_cycles`, exact)."""
+
+import itertools
+
+import numpy as np
+import pytest
+from amaranth.lib import data
+
+from golden import nonlinear as nl
+from golden import systolic_core as gsc
+from hdl.nonlinear import NonlinearUnit
+from hdl.nonlinear import command_layout as nl_command_layout
+from hdl.registry import blocks
+from hdl.systolic.core import SystolicCore, command_layout
+from tb.env.systolic_core import DUMP_NODE, compare_sent, dump, random_memory, run_sim
+from tb.packing import pack, width
+
+# 4x2 array, L = 8, 128 words; node 1 of 4.
+PARAMS = dict(rows=4, cols=2, length=8, mem_words=128, node=1, nodes=4, nl_max_len=16)
+CFG = gsc.CoreConfig(**PARAMS)
+E = gsc.encode_command
+UNIT = NonlinearUnit(16, out_width=16, max_len=CFG.nl_max_len)
+# Regions: A operands in words 0..39, B in 40..79, results in 80..119, wr traffic 120..127.
+A0, B0, C0, FREE = 0, 40, 80, 120
+
+
+def _nl(cmd):
+    return dict(cmd, fn=int(cmd["fn"]))
+
+
+def _check(program, memory, *, writes=(), **kw):
+    out = run_sim(PARAMS, program, memory, writes=writes, **kw)
+    image = np.array(memory)
+    for a, d in writes:
+        image[a] = d
+    core = gsc.run_core(CFG, program, image)
+    compare_sent(out["sent"], core.sent)
+    assert out["error"][-1] == core.error
+    return out, core
+
+
+def _random_gemm(rng, *, dest=None):
+    while True:
+        m, n, k = (int(v) for v in rng.integers(1, [14, 14, 20]))
+        eye = rng.random() < 0.15
+        if eye:
+            m = k = min(m, k)
+        g = dict(m=m, n=n, k=k, a_addr=A0, b_addr=B0, c_addr=C0, a_t=int(rng.integers(2)),
+                 a_eye=int(eye), b_t=int(rng.integers(2)), c_t=int(rng.integers(2)),
+                 out_shift=int(rng.integers(0, 12)), out_width=int(rng.choice([2, 4, 8, 12, 16])))
+        if rng.random() < 0.3:
+            g["c_ld"] = CFG.words(m if g["c_t"] else n) + 1
+        dest = CFG.node if dest is None else dest
+        c = gsc.decode_command(CFG, E(CFG, "GEMM", dest=dest, dest_addr=int(rng.integers(0, 99)),
+                                      **g))
+        c["body"] = g | {k_: c["body"][k_] for k_ in c["body"] if k_ not in g}
+        if gsc.Core(CFG).check(c):
+            return E(CFG, "GEMM", dest=dest, dest_addr=c["dest_addr"], **g)
+
+
+# ---------------------------------------------------------------------------- layout
+
+def test_command_layout_is_the_golden_layout():
+    layout = command_layout(CFG)
+    assert width(layout) == CFG.command_bits == gsc.field_width(gsc.command_fields(CFG))
+    nl_spec = gsc.nl_command_fields(CFG.nl_max_len)
+    assert width(nl_command_layout(16, 16, CFG.nl_max_len)) == gsc.field_width(nl_spec)
+    rng = np.random.default_rng(0)
+    cmds = [UNIT.softmax_command(9, 0.02, out_bits=8),
+            UNIT.layernorm_command(7, gamma_frac=9, out_scale_log2=-3),
+            UNIT.gelu_command(5, **nl.gelu_constants(0.01, 0.05), out_bits=8),
+            UNIT.add_command(4, shift=-2, out_bits=12), UNIT.load_command(3, "beta")]
+    for cmd in cmds:
+        body = dict(rows=int(rng.integers(1, 9)), in_addr=5, in2_addr=6, out_addr=7, in_t=1,
+                    cmd=_nl(cmd))
+        word = E(CFG, "NL", layer=3, dest=2, dest_addr=0x8001, **body)
+        hw = pack(layout, {"op": 1, "layer": 3, "dest": 2, "dest_addr": 0x8001,
+                           "body": {"nl": body}})
+        assert word == hw
+        assert gsc.decode_command(CFG, word)["body"]["cmd"]["fn"] == int(cmd["fn"])
+    g = dict(m=5, n=3, k=70, a_addr=1, b_addr=2, c_addr=3, a_ld=4, b_ld=5, c_ld=6, a_t=1,
+             b_t=1, c_t=1, out_shift=31, out_width=16)
+    assert E(CFG, "GEMM", **g) == pack(layout, {"op": 0, "layer": 0, "dest": CFG.node,
+                                                "dest_addr": 0, "body": {"gemm": g}})
+    assert gsc.decode_command(CFG, E(CFG, "GEMM", **g))["body"] == \
+        {k: g.get(k, 0) for k in gsc.decode_command(CFG, E(CFG, "GEMM", **g))["body"]}
+    # At the chip's sizes the command fits a NoC vector (16 L - 16 bits).
+    for L in (32, 128):
+        cfg = gsc.CoreConfig(rows=16, cols=8, length=L, nodes=64)
+        assert cfg.command_bits <= 16 * L - 16
+    with pytest.raises(TypeError, match="body.gemm.m must be an integer from 0 to 65535"):
+        E(CFG, "GEMM", m=1 << 16)
+
+
+# ---------------------------------------------------------------------------- GEMM
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_gemm_random_layouts(seed):
+    """Random GEMMs in every operand/result layout (and the identity), local and sent, random
+    leading dimensions, with idle commands, backpressure on o and wr writes meanwhile."""
+    rng = np.random.default_rng(seed)
+    memory = random_memory(CFG, rng, bits=16)        # operands are the low 8 bits
+    program = [_random_gemm(rng, dest=int(rng.choice([CFG.node, 2]))) for _ in range(10)]
+    program.append(dump(CFG))
+    writes = [(FREE + i, rng.integers(-1000, 1000, CFG.length)) for i in range(8)]
+    out, core = _check(program, memory, writes=writes, seed=seed, idle=0.3, backpressure=0.4)
+    assert not core.error and out["rule_checks"] > 0
+
+
+def test_gemm_every_layout_and_tiling():
+    """All eight A/B/C layouts and the identity on one shape with K > L and M, N not
+    multiples of the array."""
+    rng = np.random.default_rng(3)
+    memory = random_memory(CFG, rng)
+    program = []
+    for at, bt, ct in itertools.product((0, 1), repeat=3):
+        program.append(E(CFG, "GEMM", m=7, n=5, k=11, a_addr=A0, b_addr=B0, c_addr=C0,
+                         a_t=at, b_t=bt, c_t=ct, out_shift=4, out_width=8, dest=2,
+                         dest_addr=16 * (at * 4 + bt * 2 + ct)))
+    program.append(E(CFG, "GEMM", m=9, n=6, k=9, b_addr=B0, c_addr=C0, a_eye=1, c_t=1,
+                     out_width=16))
+    program.append(dump(CFG, C0, 40))
+    _check(program, memory, seed=4, idle=0.2, backpressure=0.3)
+
+
+def test_output_stage_extremes():
+    """Operands at -128 and 127 (and 16-bit memory values: the low 8 bits count), shifts 0
+    and acc_width - 1, saturation to 2 and 16 bits."""
+    memory = np.full((CFG.mem_words, CFG.length), -128)
+    memory[B0:B0 + 20] = 127
+    memory[B0 + 20:B0 + 40] = 0x7F80                  # low byte -128
+    program = []
+    for shift, ow in ((0, 16), (0, 2), (31, 16), (31, 2), (1, 16), (7, 8), (15, 3)):
+        for b in (B0, B0 + 20):
+            program.append(E(CFG, "GEMM", m=5, n=3, k=19, a_addr=A0, b_addr=b, c_addr=C0,
+                             a_t=1, c_t=1, out_shift=shift, out_width=ow, dest=2))
+    _check(program, memory, seed=5)
+
+
+# ---------------------------------------------------------------------------- NL and SEND
+
+def test_nl_functions():
+    """Softmax, the gamma/beta loads and LayerNorm (a constant row: zero variance), GELU and
+    the residual add, with transposed inputs and outputs, local and sent."""
+    rng = np.random.default_rng(6)
+    memory = random_memory(CFG, rng, bits=12)
+    memory[A0 + 30] = 77                              # a constant row for LayerNorm
+    g = rng.integers(-3000, 3000, 16)
+    memory[B0 + 30], memory[B0 + 31] = g[:8], g[8:]
+    memory[B0 + 32] = rng.integers(-50, 50, 8)
+    program = [
+        E(CFG, "NL", rows=3, in_addr=A0, out_addr=C0, cmd=_nl(UNIT.softmax_command(
+            10, 0.01, out_bits=8))),
+        E(CFG, "NL", rows=4, in_addr=A0, out_addr=C0 + 8, in_t=1, out_t=1, dest=2,
+          dest_addr=0x8000, cmd=_nl(UNIT.softmax_command(12, 0.003, out_bits=8,
+                                                          recip_bits=20))),
+        E(CFG, "NL", rows=1, in_addr=B0 + 30, cmd=_nl(UNIT.load_command(10, "gamma"))),
+        E(CFG, "NL", rows=1, in_addr=B0 + 32, cmd=_nl(UNIT.load_command(8, "beta"))),
+        E(CFG, "NL", rows=3, in_addr=A0 + 28, out_addr=C0 + 20, cmd=_nl(
+            UNIT.layernorm_command(8, gamma_frac=12, out_scale_log2=-2))),
+        E(CFG, "NL", rows=3, in_addr=A0, out_addr=C0 + 24, in_t=1, cmd=_nl(
+            UNIT.layernorm_command(10, gamma_frac=12, out_scale_log2=-4, out_bits=10))),
+        E(CFG, "NL", rows=5, in_addr=A0, out_addr=C0 + 30, out_t=1, cmd=_nl(
+            UNIT.gelu_command(6, **nl.gelu_constants(0.01, 0.02), out_bits=8))),
+        E(CFG, "NL", rows=4, in_addr=A0, in2_addr=B0, out_addr=C0 + 36, dest=2, cmd=_nl(
+            UNIT.add_command(9, shift=2, out_bits=12))),
+        E(CFG, "NL", rows=2, in_addr=C0 + 36, in2_addr=B0, out_addr=C0 + 36, cmd=_nl(
+            UNIT.add_command(9, shift=-1, out_bits=16))),         # in place
+        dump(CFG, C0, 40),
+    ]
+    out, core = _check(program, memory, seed=7, idle=0.3, backpressure=0.4)
+    assert not core.error
+
+
+def test_send():
+    rng = np.random.default_rng(8)
+    memory = random_memory(CFG, rng, bits=16)
+    program = [E(CFG, "SEND", dest=d, layer=lay, dest_addr=a, src=s, count=n)
+               for d, lay, a, s, n in ((0, 5, 0x8000, 0, 1), (2, 63, 0xFFFE - 7, 120, 7),
+                                       (CFG.node, 0, 3, 10, 4), (3, 1, 0, 0, 128))]
+    _check(program, memory, seed=9, idle=0.5, backpressure=0.6)
+
+
+# ---------------------------------------------------------------------------- refusals
+
+def _bad_commands():
+    big = CFG.mem_words
+    ok = dict(m=5, n=3, k=6, a_addr=A0, b_addr=B0, c_addr=C0, a_t=1, out_width=8)
+    return {
+        "opcode 3": E(CFG, 3),
+        "M zero": E(CFG, "GEMM", **(ok | {"m": 0})),
+        "N zero": E(CFG, "GEMM", **(ok | {"n": 0})),
+        "K zero": E(CFG, "GEMM", **(ok | {"k": 0})),
+        "out_width 1": E(CFG, "GEMM", **(ok | {"out_width": 1})),
+        "out_width 17": E(CFG, "GEMM", **(ok | {"out_width": 17})),
+        "out_shift 32": E(CFG, "GEMM", **(ok | {"out_shift": 32})),
+        "eye M != K": E(CFG, "GEMM", **(ok | {"a_eye": 1})),
+        "A past memory": E(CFG, "GEMM", **(ok | {"a_addr": big - 5})),
+        "B past memory": E(CFG, "GEMM", **(ok | {"b_addr": big - 2})),
+        "C past memory": E(CFG, "GEMM", **(ok | {"c_addr": big - 2})),
+        "huge K": E(CFG, "GEMM", **(ok | {"k": 60000})),
+        "small ld": E(CFG, "GEMM", **(ok | {"a_ld": 0, "c_ld": 1, "n": 9})),
+        "dest past nodes": E(CFG, "GEMM", dest=4, **ok),
+        "dest_addr at the command port": E(CFG, "GEMM", dest=2, dest_addr=0xFFFE, **ok),
+        "NL rows zero": E(CFG, "NL", rows=0, cmd=_nl(UNIT.gelu_command(
+            4, **nl.gelu_constants(0.01, 0.02)))),
+        "NL length zero": E(CFG, "NL", rows=1, cmd={"fn": 2, "length": 0, "out_bits": 8}),
+        "NL length past max_len": E(CFG, "NL", rows=1, cmd={"fn": 2, "length": 17,
+                                                           "out_bits": 8}),
+        "NL input past memory": E(CFG, "NL", rows=40, in_addr=100, cmd=_nl(
+            UNIT.gelu_command(4, **nl.gelu_constants(0.01, 0.02)))),
+        "NL output past memory": E(CFG, "NL", rows=4, out_addr=126, cmd=_nl(
+            UNIT.gelu_command(9, **nl.gelu_constants(0.01, 0.02)))),
+        "NL function 6 (unit refuses)": E(CFG, "NL", rows=3, out_addr=C0,
+                                          cmd={"fn": 6, "length": 4, "out_bits": 8}),
+        "NL out_bits 1 (unit refuses)": E(CFG, "NL", rows=3, out_addr=C0,
+                                          cmd={"fn": 2, "length": 4, "out_bits": 1}),
+        "SEND count zero": E(CFG, "SEND", dest=2, src=0, count=0),
+        "SEND past memory": E(CFG, "SEND", dest=2, src=120, count=9),
+        "SEND dest past nodes": E(CFG, "SEND", dest=200, src=0, count=1),
+        "SEND past the offsets": E(CFG, "SEND", dest=2, dest_addr=0xFFFF, src=0, count=1),
+    }
+
+
+@pytest.mark.parametrize("name", list(_bad_commands()))
+def test_bad_command_is_refused_and_the_next_runs(name):
+    bad = _bad_commands()[name]
+    core = gsc.Core(CFG)
+    core.execute(bad)
+    assert core.error, f"golden accepts {name}"
+    rng = np.random.default_rng(10)
+    memory = random_memory(CFG, rng)
+    good = E(CFG, "GEMM", m=5, n=3, k=6, a_addr=A0, b_addr=B0, c_addr=C0, a_t=1, c_t=1,
+             out_width=16, dest=2)
+    out, _ = _check([bad, good], memory)
+    assert out["error"] == [0, 1, 1]
+    assert np.diff(out["cmd_cycles"])[0] == gsc.command_cycles(CFG, bad)
+
+
+# ---------------------------------------------------------------------------- cycles
+
+def test_cycles_per_command():
+    """Back to back, no idle, no backpressure: each command takes exactly
+    :func:`golden.systolic_core.command_cycles` from its acceptance to the next one's."""
+    rng = np.random.default_rng(11)
+    memory = random_memory(CFG, rng, bits=12)
+    program = [_random_gemm(rng, dest=int(rng.choice([CFG.node, 2]))) for _ in range(12)]
+    program += [E(CFG, "GEMM", m=m, n=n, k=k, a_addr=A0, b_addr=B0, c_addr=C0, a_t=1,
+                  c_t=1, out_width=16) for m, n, k in ((8, 4, 1), (4, 2, 1), (12, 6, 3),
+                                                       (4, 2, 19), (13, 13, 2))]
+    program += list(_bad_commands().values())[:3]
+    program += [
+        E(CFG, "NL", rows=2, in_addr=A0, out_addr=C0, cmd=_nl(UNIT.softmax_command(9, 0.01))),
+        E(CFG, "NL", rows=1, in_addr=A0, cmd=_nl(UNIT.load_command(9, "gamma"))),
+        E(CFG, "NL", rows=2, in_addr=A0, out_addr=C0, dest=2, cmd=_nl(
+            UNIT.layernorm_command(9, gamma_frac=12, out_scale_log2=-4))),
+        E(CFG, "NL", rows=3, in_addr=A0, in2_addr=B0, out_addr=C0, cmd=_nl(
+            UNIT.add_command(5, shift=1, out_bits=16))),
+        E(CFG, "NL", rows=3, in_addr=A0, out_addr=C0, cmd={"fn": 7, "length": 4}),
+        E(CFG, "SEND", dest=2, src=0, count=5),
+        E(CFG, "SEND", dest=2, src=0, count=1),
+    ]
+    out, _ = _check(program, memory, seed=12)
+    got = list(np.diff(out["cmd_cycles"]))
+    want = [gsc.command_cycles(CFG, c) for c in program[:-1]]
+    assert got == want
+    # The fast layouts: the array's own schedule plus 4.
+    g = gsc.decode_command(CFG, program[12])["body"]
+    assert got[12] == gsc.systolic.cycle_model(gsc.gemm_fold_ks(CFG, g), 4, 2)["cycles"] + 4
+
+
+# ---------------------------------------------------------------------------- reset
+
+@pytest.mark.parametrize("phase", [3, 20, 45, 90])
+def test_reset_mid_command(phase):
+    """A reset ``phase`` cycles into a GEMM (or an NL command) drops it; the core then runs
+    the next program as from power-on (memory kept, error cleared)."""
+    rng = np.random.default_rng(13 + phase)
+    memory = random_memory(CFG, rng, bits=12)
+    first = [E(CFG, "GEMM", m=13, n=9, k=19, a_addr=A0, b_addr=B0, c_addr=C0, out_width=16),
+             E(CFG, "NL", rows=4, in_addr=A0, out_addr=C0, cmd=_nl(
+                 UNIT.softmax_command(16, 0.01)))][phase % 2]
+
+    async def prelude(ctx, dut, rst):
+        ctx.set(dut.cmd.valid, 1)
+        ctx.set(dut.cmd.payload.as_value(), E(CFG, 3))       # refused: sets error
+        await ctx.tick()
+        ctx.set(dut.cmd.payload.as_value(), first)
+        await ctx.tick().until(dut.cmd.ready)
+        ctx.set(dut.cmd.valid, 0)
+        for _ in range(phase):
+            await ctx.tick()
+        assert ctx.get(dut.busy) and ctx.get(dut.error)
+        ctx.set(rst, 1)
+        await ctx.tick()
+        ctx.set(rst, 0)
+        assert not ctx.get(dut.busy) and not ctx.get(dut.error)
+
+    program = [E(CFG, "GEMM", m=6, n=5, k=9, a_addr=A0, b_addr=B0, c_addr=C0 + 20, a_t=1,
+                 out_shift=3, out_width=8, dest=2), dump(CFG, A0, 80)]
+    out = run_sim(PARAMS, program, memory, prelude=prelude, seed=phase)
+    core = gsc.run_core(CFG, program, memory)
+    compare_sent(out["sent"], core.sent)
+    assert out["error"] == [0, 0, 0]
+
+
+# ---------------------------------------------------------------------------- parameters
+
+def test_registered_and_sized():
+    assert blocks()["systolic_core"].cls is SystolicCore
+    full = SystolicCore()
+    assert (full.rows, full.cols, full.length, full.mem_words) == (128, 32, 128, 512)
+    assert SystolicCore(16, 8, length=32, sram_bits=1 << 16).mem_words == 128
+    assert full.command_bits <= 16 * full.length - 16
+
+
+@pytest.mark.parametrize("kw, exc, match", [
+    (dict(rows=3), TypeError, "rows must be a power of two, not 3"),
+    (dict(rows=4, cols=8, length=8), ValueError, r"cols \(8\) must not exceed rows \(4\)"),
+    (dict(rows=16, cols=8, length=8), ValueError, r"rows \(16\) must divide length \(8\)"),
+    (dict(rows=4, cols=2, length=8, mem_words=40000), TypeError,
+     "mem_words must be an integer from 1 to 32768"),
+    (dict(rows=4, cols=2, length=8, mem_words=-1), TypeError,
+     "mem_words must be a non-negative integer"),
+    (dict(rows=4, cols=2, length=8, node=4, nodes=4), TypeError,
+     "node must be an integer from 0 to 3"),
+    (dict(rows=4, cols=2, length=8, sram_bits=64), ValueError,
+     r"sram_bits \(64\) must hold at least one word"),
+])
+def test_parameter_errors(kw, exc, match):
+    with pytest.raises(exc, match=match):
+        SystolicCore(**kw)
+
+
+def test_from_config():
+    from golden.network_interface import NiConfig
+    ni = NiConfig(payload_width=32, elem_width=16, length=32, nodes=8)
+    core = SystolicCore.from_config(ni, rows=16, cols=8, mem_words=512, node=0)
+    assert core.ni == ni and core.o.payload.shape() is not None
+    assert data.Layout.cast(core.wr.payload.shape()).size == 9 + 16 * 32
+    with pytest.raises(ValueError, match="ni.elem_width must be 16, not 8"):
+        SystolicCore.from_config(NiConfig(length=32), rows=16, cols=8, mem_words=512, node=0)
