@@ -148,3 +148,73 @@ def compare_sent(got, expected):
     for n, (g, e) in enumerate(zip(got, expected)):
         assert g[:3] == tuple(int(v) for v in e[:3]) and np.array_equal(g[3], e[3]), \
             f"vector {n}: got {g}, expected {e}"
+
+
+# -- cocotb -----------------------------------------------------------------------------------
+
+class CoreBench:
+    """cocotb bench of one ``systolic_core`` top level: clock, reset, the ``cmd`` and ``wr``
+    drivers, the ``o`` monitor and a scoreboard against :mod:`golden.systolic_core`.
+
+    Parameters
+    ----------
+    dut : the cocotb handle.
+    params : dict
+        The core's parameters (:class:`hdl.systolic.core.SystolicCore`).
+    seed : int
+    idle, backpressure : float
+        Probability of an idle cycle before each command and write; of ``o.ready`` low.
+    """
+
+    def __init__(self, dut, params, *, seed=0, idle=0.0, backpressure=0.0):
+        import cocotb
+        from cocotb.clock import Clock
+        self.dut = dut
+        self.core = SystolicCore(**params)
+        self.cfg = self.core.config
+        self.gold = gsc.Core(self.cfg)
+        self.seed, self.idle, self.backpressure = seed, idle, backpressure
+        for name in ("cmd", "wr"):
+            getattr(dut, f"{name}__valid").value = 0
+        dut.o__ready.value = 0
+        cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
+
+    async def start(self):
+        """Reset, then start the drivers and the monitor."""
+        from tb.cocotb_streams import StreamDriver, StreamMonitor, reset_dut
+        await reset_dut(self.dut)
+        s = self.seed
+        self.cmd = StreamDriver(self.dut, "cmd", None, idle=self.idle, seed=s)
+        self.wr = StreamDriver(self.dut, "wr", self.core.wr.payload.shape(), idle=self.idle,
+                               seed=s + 1)
+        self.monitor = StreamMonitor(self.dut, "o", self.core.o.payload.shape(),
+                                     backpressure=self.backpressure, seed=s + 2)
+        self.expected = []
+
+    def write(self, addr, words):
+        """Queue memory writes of ``words`` (rows of ``L`` values) from ``addr`` (the golden
+        memory takes them at once: the program's commands must come after them; the shell's
+        fence does that in the chip)."""
+        for j, w in enumerate(np.asarray(words, dtype=np.int64)):
+            self.wr.send({"addr": addr + j, "data": w})
+            self.gold.memory[addr + j] = w
+
+    def command(self, word):
+        """Queue one command and its expected vectors."""
+        n = len(self.gold.sent)
+        self.gold.execute(word)
+        self.expected.extend(self.gold.sent[n:])
+        self.cmd.send(word)
+
+    async def drain(self, timeout=500_000):
+        """Wait for every expected vector, then compare them in order."""
+        await self.monitor.wait_received(len(self.expected), timeout=timeout)
+        got = []
+        for d in self.monitor.received:
+            data = np.array(d["data"], dtype=np.int64)
+            got.append((d["dest"], d["tag"]["layer"], d["tag"]["offset"],
+                        np.where(data >= 1 << 15, data - (1 << 16), data)))
+            assert d["tag"]["stage"] == 0
+        compare_sent(got, self.expected)
+        assert int(self.dut.error.value) == int(self.gold.error)
+        return got
