@@ -9,7 +9,9 @@
 - :mod:`.accumulator`: :class:`OutputAccumulator` (partial sums into the output vector);
 - :mod:`.layouts`: payload layouts and the hardware view of the register map of
   :mod:`golden.pim_tile`;
-- :mod:`.tile`: :class:`PimTile`, which only instantiates and connects the stages.
+- :mod:`.tile`: :class:`PimTile`, which only instantiates and connects the stages;
+- :mod:`.core`: :class:`PimCore`, tiles, a local memory and the command sequencer of a ReRAM
+  core of the chip.
 """
 
 from .accumulator import OutputAccumulator
@@ -19,7 +21,8 @@ from .layouts import (CfgField, beat_layout, bus_layout, cfg_layout, input_layou
                       output_layout, xbar_cfg_layout)
 from .sequencer import ConfigDecoder, PlaneSequencer
 from .tile import PimTile
+from .core import PimCore
 
-__all__ = ["PimTile", "PlaneSequencer", "ConfigDecoder", "PimChannel", "TileGroup",
+__all__ = ["PimTile", "PimCore", "PlaneSequencer", "ConfigDecoder", "PimChannel", "TileGroup",
            "OutputAccumulator", "CfgField", "cfg_layout", "xbar_cfg_layout", "mode_layout",
            "input_layout", "output_layout", "beat_layout", "bus_layout"]
