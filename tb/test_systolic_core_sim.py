@@ -311,10 +311,26 @@ def test_reset_mid_command(phase):
 
 # ---------------------------------------------------------------------------- parameters
 
+def test_node_id_port():
+    """With ``node=-1`` the node id is an input: a result for that node stays local, others
+    are sent (here the same program as node 2 and as node 1)."""
+    rng = np.random.default_rng(14)
+    memory = random_memory(CFG, rng)
+    params = PARAMS | {"node": -1}
+    program = [E(CFG, "GEMM", m=5, n=3, k=9, a_addr=A0, b_addr=B0, c_addr=C0, a_t=1, c_t=1,
+                 out_width=16, dest=d, dest_addr=7) for d in (1, 2)] + [dump(CFG, C0, 4)]
+    for node in (1, 2):
+        out = run_sim(params, program, memory, node_id=node)
+        core = gsc.run_core(gsc.CoreConfig(**(PARAMS | {"node": node})), program, memory)
+        compare_sent(out["sent"], core.sent)
+        assert [v[0] for v in out["sent"][:1]] == [3 - node]
+
+
 def test_registered_and_sized():
     assert blocks()["systolic_core"].cls is SystolicCore
     full = SystolicCore()
     assert (full.rows, full.cols, full.length, full.mem_words) == (128, 32, 128, 512)
+    assert full.node == -1 and "node_id" in full.signature.members
     assert SystolicCore(16, 8, length=32, sram_bits=1 << 16).mem_words == 128
     assert full.command_bits <= 16 * full.length - 16
 
@@ -328,7 +344,10 @@ def test_registered_and_sized():
     (dict(rows=4, cols=2, length=8, mem_words=-1), TypeError,
      "mem_words must be a non-negative integer"),
     (dict(rows=4, cols=2, length=8, node=4, nodes=4), TypeError,
-     "node must be an integer from 0 to 3"),
+     "node must be an integer from -1 to 3, not 4"),
+    (dict(rows=4, cols=2, length=8, nl_lanes=128), ValueError,
+     r"nl_lanes must be 1 \(the core has one NonlinearUnit, one element per cycle\), not 128"),
+    (dict(rows=4, cols=2, ni=32), TypeError, "ni must be a golden.network_interface.NiConfig"),
     (dict(rows=4, cols=2, length=8, sram_bits=64), ValueError,
      r"sram_bits \(64\) must hold at least one word"),
 ])
@@ -337,11 +356,12 @@ def test_parameter_errors(kw, exc, match):
         SystolicCore(**kw)
 
 
-def test_from_config():
+def test_ni_config():
+    """``ni=`` (the chip's NiConfig) sets L, the nodes and the tag widths."""
     from golden.network_interface import NiConfig
     ni = NiConfig(payload_width=32, elem_width=16, length=32, nodes=8)
-    core = SystolicCore.from_config(ni, rows=16, cols=8, mem_words=512, node=0)
-    assert core.ni == ni and core.o.payload.shape() is not None
+    core = SystolicCore(16, 8, ni=ni, mem_words=512)
+    assert core.ni == ni and core.length == 32 and core.nodes == 8
     assert data.Layout.cast(core.wr.payload.shape()).size == 9 + 16 * 32
     with pytest.raises(ValueError, match="ni.elem_width must be 16, not 8"):
-        SystolicCore.from_config(NiConfig(length=32), rows=16, cols=8, mem_words=512, node=0)
+        SystolicCore(16, 8, ni=NiConfig(length=32), mem_words=512)

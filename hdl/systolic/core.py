@@ -72,12 +72,14 @@ class _State(enum.Enum, shape=3):
        length="vector length L: elements per memory word and NoC vector (rows divides it)",
        mem_words="local memory words (0: sram_bits / (16 L))",
        sram_bits="SRAM bits when mem_words is 0 (Atleus: 1 Mb)",
-       node="this core's node id",
+       ni="(Python only) the chip's NiConfig; sets length, nodes and the tag widths",
+       node="this core's node id, -1: from the node_id input port",
        nodes="NoC nodes (dest field width)",
        payload_width="NoC flit payload bits",
        layer_bits="tag layer bits", stage_bits="tag stage bits", offset_bits="tag offset bits",
        acc_width="array accumulator width",
-       nl_max_len="nonlinear unit row buffer (longest row)")
+       nl_max_len="nonlinear unit row buffer (longest row)",
+       nl_lanes="nonlinear elements per cycle (1: one NonlinearUnit)")
 class SystolicCore(wiring.Component):
     """Systolic core: GEMM, nonlinear and send commands over one local memory.
 
@@ -113,14 +115,23 @@ class SystolicCore(wiring.Component):
         Memory words (0: ``sram_bits // (16 L)``), at most 32768.
     sram_bits : int
         SRAM size when ``mem_words`` is 0 (Atleus: 1 Mb per core).
-    node, nodes : int
-        This core's node and the number of NoC nodes.
+    ni : NiConfig or None
+        The chip's :class:`golden.network_interface.NiConfig` (``elem_width`` 16); when
+        given it sets ``length``, ``nodes``, ``payload_width`` and the tag widths.
+    node : int
+        This core's node id (a GEMM/NL result for it stays in local memory), or -1: the id
+        comes from the ``node_id`` input port (one core module for every node).
+    nodes : int
+        NoC nodes.
     payload_width, layer_bits, stage_bits, offset_bits : int
         The chip's :class:`golden.network_interface.NiConfig` (``elem_width = 16``).
     acc_width : int
         Array accumulator width.
     nl_max_len : int
         Longest nonlinear row (the unit's row buffer).
+    nl_lanes : int
+        Nonlinear elements per cycle: 1 (one :class:`NonlinearUnit`); other values are
+        refused.
 
     Members
     -------
@@ -134,48 +145,55 @@ class SystolicCore(wiring.Component):
         A command is executing (or offered on ``cmd``).
     error : Out(1)
         Sticky: a command was refused.
+    node_id : In(dest_bits)
+        This core's node id (only with ``node=-1``).
     """
 
-    def __init__(self, rows=128, cols=32, *, length=128, mem_words=0, sram_bits=1 << 20,
-                 node=0, nodes=64, payload_width=32, layer_bits=6, stage_bits=4,
-                 offset_bits=16, acc_width=32, nl_max_len=1024):
+    def __init__(self, rows=128, cols=32, *, ni=None, length=128, mem_words=0,
+                 sram_bits=1 << 20, node=-1, nodes=64, payload_width=32, layer_bits=6,
+                 stage_bits=4, offset_bits=16, acc_width=32, nl_max_len=1024, nl_lanes=1):
+        if ni is not None:
+            if not isinstance(ni, NiConfig):
+                raise TypeError(f"ni must be a golden.network_interface.NiConfig, not {ni!r}")
+            if ni.elem_width != 16:
+                raise ValueError(f"ni.elem_width must be 16, not {ni.elem_width}")
+            length, nodes, payload_width = ni.length, ni.nodes, ni.payload_width
+            layer_bits, stage_bits, offset_bits = ni.layer_bits, ni.stage_bits, ni.offset_bits
         if not isinstance(mem_words, int) or mem_words < 0:
             raise TypeError(f"mem_words must be a non-negative integer, not {mem_words!r}")
         if not isinstance(sram_bits, int) or sram_bits < 1:
             raise TypeError(f"sram_bits must be a positive integer, not {sram_bits!r}")
         if not isinstance(length, int) or length < 1:
             raise TypeError(f"length must be a positive integer, not {length!r}")
+        if not isinstance(nodes, int) or nodes < 1:
+            raise TypeError(f"nodes must be a positive integer, not {nodes!r}")
+        if not isinstance(node, int) or not -1 <= node < nodes:
+            raise TypeError(f"node must be an integer from -1 to {nodes - 1}, not {node!r}")
+        if nl_lanes != 1:
+            raise ValueError(f"nl_lanes must be 1 (the core has one NonlinearUnit, one element "
+                             f"per cycle), not {nl_lanes!r}")
         words = mem_words or gsc.sram_words(sram_bits, length)
         if words < 1:
             raise ValueError(f"sram_bits ({sram_bits}) must hold at least one word of "
                              f"16 x {length} bits")
+        self._node = node
         self._cfg = gsc.CoreConfig(rows=rows, cols=cols, length=length, mem_words=words,
-                                   node=node, nodes=nodes, layer_bits=layer_bits,
+                                   node=max(node, 0), nodes=nodes, layer_bits=layer_bits,
                                    stage_bits=stage_bits, offset_bits=offset_bits,
                                    acc_width=acc_width, nl_max_len=nl_max_len)
         self._ni = NiConfig(payload_width=payload_width, elem_width=16, length=length,
                             nodes=nodes, layer_bits=layer_bits, stage_bits=stage_bits,
                             offset_bits=offset_bits)
-        super().__init__({
+        members = {
             "cmd": In(stream.Signature(command_layout(self._cfg))),
             "wr": In(stream.Signature(write_layout(words, length))),
             "o": Out(stream.Signature(send_layout(self._ni))),
             "busy": Out(1),
             "error": Out(1),
-        })
-
-    @classmethod
-    def from_config(cls, ni, *, rows, cols, mem_words, node, acc_width=32, nl_max_len=1024):
-        """A core for the chip's :class:`golden.network_interface.NiConfig` ``ni``
-        (``elem_width`` must be 16; ``L = ni.length``)."""
-        if not isinstance(ni, NiConfig):
-            raise TypeError(f"ni must be a golden.network_interface.NiConfig, not {ni!r}")
-        if ni.elem_width != 16:
-            raise ValueError(f"ni.elem_width must be 16, not {ni.elem_width}")
-        return cls(rows, cols, length=ni.length, mem_words=mem_words, node=node,
-                   nodes=ni.nodes, payload_width=ni.payload_width, layer_bits=ni.layer_bits,
-                   stage_bits=ni.stage_bits, offset_bits=ni.offset_bits, acc_width=acc_width,
-                   nl_max_len=nl_max_len)
+        }
+        if node < 0:
+            members["node_id"] = In(self._cfg.dest_bits)
+        super().__init__(members)
 
     config = property(lambda self: self._cfg, doc="The :class:`golden.systolic_core.CoreConfig`")
     ni = property(lambda self: self._ni, doc="The :class:`golden.network_interface.NiConfig`")
@@ -183,7 +201,7 @@ class SystolicCore(wiring.Component):
     cols = property(lambda self: self._cfg.cols)
     length = property(lambda self: self._cfg.length)
     mem_words = property(lambda self: self._cfg.mem_words)
-    node = property(lambda self: self._cfg.node)
+    node = property(lambda self: self._node, doc="The node id, or -1: the ``node_id`` port")
     nodes = property(lambda self: self._cfg.nodes)
     acc_width = property(lambda self: self._cfg.acc_width)
     nl_max_len = property(lambda self: self._cfg.nl_max_len)
@@ -243,7 +261,8 @@ class SystolicCore(wiring.Component):
         o_ok, o_ld, o_span = region(nc.out_addr, no_r, no_c, nc.out_ld)
         nl_row_fn = nfn.as_value() <= Function.ADD.value
 
-        remote = c.dest != cfg.node
+        own = self.node_id if self._node < 0 else self._node
+        remote = c.dest != own
         top = (1 << cfg.offset_bits) - 1
 
         def dest_ok(span):

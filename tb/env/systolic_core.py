@@ -43,13 +43,14 @@ def _draw(r, p):
 
 
 def run_sim(params, program, memory, *, seed=0, idle=0.0, backpressure=0.0, writes=(),
-            load=True, prelude=None, max_cycles=200_000):
+            load=True, prelude=None, node_id=None, max_cycles=200_000):
     """Run ``program`` (encoded commands) on a :class:`SystolicCore(**params)` whose memory
     is first loaded with ``memory`` through ``wr`` (``load``).
 
     ``writes``: ``(addr, data)`` written through ``wr`` while the program runs (random
     idle cycles between them), all before the program's last command is offered.
-    ``prelude(ctx, dut, rst)`` runs after the load and before the program (may pulse
+    ``node_id`` drives the core's ``node_id`` port (``node=-1``; the golden model then runs
+    as node ``node_id``). ``prelude(ctx, dut, rst)`` runs after the load and before the program (may pulse
     ``rst``, the core's synchronous reset). Commands get ``idle``-distributed idle cycles,
     ``o`` ``backpressure``-distributed stalls.
 
@@ -59,6 +60,8 @@ def run_sim(params, program, memory, *, seed=0, idle=0.0, backpressure=0.0, writ
     """
     dut = SystolicCore(**params)
     cfg = dut.config
+    if node_id is not None:
+        cfg = gsc.CoreConfig(**{**cfg.__dict__, "node": node_id})
     rst = Signal()
     count = Signal(32)
     m = Module()
@@ -76,6 +79,8 @@ def run_sim(params, program, memory, *, seed=0, idle=0.0, backpressure=0.0, writ
             await ctx.tick()
 
     async def loader(ctx):
+        if node_id is not None:
+            ctx.set(dut.node_id, node_id)
         if load:
             for a in range(cfg.mem_words):
                 await stream_put(ctx, dut.wr, pack(wl, {"addr": a, "data": memory[a]}))
