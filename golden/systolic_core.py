@@ -67,7 +67,8 @@ __all__ = ["CoreConfig", "OPCODES", "NL_FUNCTIONS", "command_fields", "nl_comman
            "field_width", "encode_command", "decode_command", "Core", "run", "run_core", "nl_refused",
            "matrix_words", "command_cycles", "NL_MAX_RECIP_BITS", "NL_MAX_LEFT_SHIFT",
            "ADDR_BITS", "DIM_BITS", "sram_words", "gemm_schedule", "gemm_fold_ks",
-           "gemm_compute_cycles", "nl_row_cycles"]
+           "gemm_compute_cycles", "nl_row_cycles", "nl_softmax", "nl_layernorm", "nl_gelu",
+           "nl_add", "nl_load", "attention_program"]
 
 OPCODES = {"GEMM": 0, "NL": 1, "SEND": 2}
 NL_FUNCTIONS = {"SOFTMAX": 0, "LAYERNORM": 1, "GELU": 2, "ADD": 3, "LOAD_GAMMA": 4,
@@ -272,6 +273,120 @@ def decode_command(cfg, word):
     if member is not None:
         d["body"] = d["body"][member]
     return d
+
+
+# -------------------------------------------------------------------------------- NL fields
+
+def _fit(name, value, width, signed=True):
+    lo, hi = (-(1 << (width - 1)), (1 << (width - 1)) - 1) if signed else (0, (1 << width) - 1)
+    if not lo <= value <= hi:
+        raise ValueError(f"{name} = {value} does not fit the unit's {width}-bit "
+                         f"{'signed' if signed else 'unsigned'} field ({lo} to {hi})")
+    return value
+
+
+def nl_softmax(n, scale, *, out_bits=8, recip_bits=32):
+    """The ``cmd`` of an NL softmax of rows of ``n`` scores of real scale ``scale``
+    (``i_softmax(row, scale, out_bits=, recip_bits=)``; the fields of
+    ``NonlinearUnit.softmax_command``)."""
+    check_int("out_bits", out_bits, 2, ELEM_BITS)
+    check_int("recip_bits", recip_bits, out_bits, NL_MAX_RECIP_BITS)
+    c = nl.exp_constants(scale)
+    w = ELEM_BITS
+    return {"fn": NL_FUNCTIONS["SOFTMAX"], "length": check_int("length", n, 1), "out_bits": out_bits,
+            "params": {"softmax": {"q_ln2": min(c["q_ln2"], 1 << w),
+                                   "q_b": _fit("q_b", c["q_b"], w + 4),
+                                   "q_c": _fit("q_c", c["q_c"], 2 * w + 8),
+                                   "recip_bits": recip_bits}}}
+
+
+def nl_layernorm(n, *, gamma_frac, out_scale_log2, norm_frac=12, recip_bits=24, out_bits=8):
+    """The ``cmd`` of an NL LayerNorm (``i_layernorm`` with the loaded gamma and beta)."""
+    return {"fn": NL_FUNCTIONS["LAYERNORM"], "length": check_int("length", n, 1),
+            "out_bits": check_int("out_bits", out_bits, 2, ELEM_BITS),
+            "params": {"layernorm": {"recip_bits": check_int("recip_bits", recip_bits, 0,
+                                                             NL_MAX_RECIP_BITS),
+                                     "norm_frac": check_int("norm_frac", norm_frac, 0, 63),
+                                     "gamma_frac": check_int("gamma_frac", gamma_frac, -128, 127),
+                                     "out_scale_log2": check_int("out_scale_log2",
+                                                                 out_scale_log2, -128, 127)}}}
+
+
+def nl_gelu(n, *, q_clip, q_b, q_c, q_one, m, r, out_bits=8):
+    """The ``cmd`` of an NL GELU (the constants of :func:`golden.nonlinear.gelu_constants`)."""
+    w = ELEM_BITS
+    return {"fn": NL_FUNCTIONS["GELU"], "length": check_int("length", n, 1),
+            "out_bits": check_int("out_bits", out_bits, 2, ELEM_BITS),
+            "params": {"gelu": {"q_clip": min(check_int("q_clip", q_clip, 0), 1 << (w - 1)),
+                                "q_b": _fit("q_b", q_b, w + 4), "q_c": _fit("q_c", q_c, 2 * w + 8),
+                                "q_one": _fit("q_one", q_one, 2 * w + 8),
+                                "m": _fit("m", m, NL_MULT_BITS),
+                                "r": check_int("r", r, -NL_MAX_LEFT_SHIFT, 127)}}}
+
+
+def nl_add(n, *, shift, out_bits):
+    """The ``cmd`` of an NL residual add ``saturate(x + rshift_round(x2, shift), out_bits)``."""
+    return {"fn": NL_FUNCTIONS["ADD"], "length": check_int("length", n, 1),
+            "out_bits": check_int("out_bits", out_bits, 2, ELEM_BITS),
+            "params": {"add": {"shift": check_int("shift", shift, -NL_MAX_LEFT_SHIFT, 127)}}}
+
+
+def nl_load(n, which):
+    """The ``cmd`` loading ``n`` LayerNorm ``gamma_q`` (``"gamma"``) or ``beta_q`` values."""
+    if which not in ("gamma", "beta"):
+        raise TypeError(f"which must be one of 'gamma', 'beta', not {which!r}")
+    return {"fn": NL_FUNCTIONS["LOAD_" + which.upper()], "length": check_int("length", n, 1),
+            "out_bits": 0}
+
+
+# -------------------------------------------------------------------------------- programs
+
+def attention_program(cfg, layer, formats, *, q, k, v, qt, kt, st, pt, ctx, dest=None,
+                      p_addr=None):
+    """The commands of one encoder layer's attention (all heads) on a core whose memory holds
+    ``Q``, ``K`` and ``V`` (``seq_len x d_model`` each, row-major) at words ``q``, ``k``, ``v``.
+
+    Per head ``h``: ``Q_h^T`` and ``K_h^T`` through the array (identity GEMMs, to ``qt``,
+    ``kt``), ``S^T = (Q_h K_h^T)^T`` (``st``; ``out_shift = f_q + f_k - f_s``, ``score_bits``),
+    the softmax of ``S``'s rows (read transposed) into ``P^T`` (``pt``), ``C_h = P V_h`` into
+    the context (``ctx``, row-major ``seq_len x d_model``; ``out_width = act_bits``): exactly
+    :meth:`golden.transformer.EncoderLayer.forward`'s attention (no causal mask). With
+    ``p_addr``, each head's ``P^T`` is also sent to ``dest`` at ``p_addr + h * seq_len``.
+    ``d_head`` must be a multiple of ``L`` (each head a whole word of each row).
+
+    Parameters
+    ----------
+    cfg : CoreConfig
+    layer : golden.transformer.LayerConfig
+    formats : dict
+        The layer's fractional bits (:meth:`EncoderLayer.calibrate`).
+    """
+    n, dh, L = layer.seq_len, layer.d_head, cfg.length
+    if dh % L:
+        raise ValueError(f"d_head ({dh}) must be a multiple of the vector length ({L})")
+    if layer.causal:
+        raise ValueError("causal attention needs the score mask, which the core does not apply")
+    F = formats
+    ld = cfg.words(layer.d_model)
+    sm = nl_softmax(n, 2.0 ** -F["s"] / math.sqrt(dh), out_bits=layer.act_bits)
+    dest = cfg.node if dest is None else dest
+    prog = []
+    for h in range(layer.heads):
+        col = h * dh // L
+        for src, dst in ((q, qt), (k, kt)):
+            prog.append(encode_command(cfg, "GEMM", m=n, n=dh, k=n, b_addr=src + col, b_ld=ld,
+                                       c_addr=dst, a_eye=1, c_t=1, out_width=ELEM_BITS))
+        prog.append(encode_command(cfg, "GEMM", m=n, n=n, k=dh, a_addr=qt, b_addr=kt,
+                                   c_addr=st, a_t=1, c_t=1, out_shift=F["q"] + F["k"] - F["s"],
+                                   out_width=layer.score_bits))
+        send = {} if p_addr is None else {"dest": dest, "dest_addr": p_addr + h * n}
+        prog.append(encode_command(cfg, "NL", rows=n, in_addr=st, in_t=1, out_addr=pt,
+                                   out_t=1, cmd=sm, **send))
+        prog.append(encode_command(cfg, "GEMM", m=n, n=dh, k=n, a_addr=pt, b_addr=v + col,
+                                   b_ld=ld, c_addr=ctx + col, c_ld=ld, a_t=1,
+                                   out_shift=layer.act_bits - 1 + F["v"] - F["c"],
+                                   out_width=layer.act_bits))
+    return prog
 
 
 # -------------------------------------------------------------------------------- model

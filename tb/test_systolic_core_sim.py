@@ -365,3 +365,22 @@ def test_ni_config():
     assert data.Layout.cast(core.wr.payload.shape()).size == 9 + 16 * 32
     with pytest.raises(ValueError, match="ni.elem_width must be 16, not 8"):
         SystolicCore(16, 8, ni=NiConfig(length=32), mem_words=512)
+
+
+def test_golden_nl_fields_are_the_unit_builders():
+    """golden.systolic_core's NL command fields equal NonlinearUnit's command builders."""
+    g = nl.gelu_constants(0.01, 0.05)
+    pairs = [
+        (gsc.nl_softmax(9, 0.02, out_bits=8), UNIT.softmax_command(9, 0.02, out_bits=8)),
+        (gsc.nl_softmax(16, 1e-4, recip_bits=40), UNIT.softmax_command(16, 1e-4,
+                                                                       recip_bits=40)),
+        (gsc.nl_layernorm(7, gamma_frac=9, out_scale_log2=-3, out_bits=12),
+         UNIT.layernorm_command(7, gamma_frac=9, out_scale_log2=-3, out_bits=12)),
+        (gsc.nl_gelu(5, **g, out_bits=8), UNIT.gelu_command(5, **g, out_bits=8)),
+        (gsc.nl_add(4, shift=-2, out_bits=12), UNIT.add_command(4, shift=-2, out_bits=12)),
+        (gsc.nl_load(3, "beta"), UNIT.load_command(3, "beta")),
+    ]
+    for ours, unit in pairs:
+        assert ours == _nl(unit)
+    with pytest.raises(TypeError, match="which must be one of 'gamma', 'beta', not 'x'"):
+        gsc.nl_load(3, "x")

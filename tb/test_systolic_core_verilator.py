@@ -4,7 +4,6 @@ transposes through the array, S^T = (Q_h K_h^T)^T, softmax, P V_h) bit-exact wit
 :class:`golden.transformer.EncoderLayer`, with idle cycles and backpressure; and every
 command's cycles against :func:`golden.systolic_core.command_cycles`."""
 
-import math
 import os
 
 import cocotb
@@ -13,7 +12,6 @@ import numpy as np
 from golden import systolic_core as gsc
 from golden.chip import REGRESSION_LAYER, REGRESSION_TILE
 from golden.transformer import EncoderLayer, random_weights
-from hdl.nonlinear import NonlinearUnit
 from hdl.systolic.core import SystolicCore
 from hdl.verilog import generate
 from tb import runner
@@ -36,31 +34,13 @@ def _layer():
 
 
 def attention_program(core_cfg, cfg, F):
-    """The commands of one layer's attention on a core holding Q, K and V at ``Q``, ``K``,
-    ``V``: per head, Q_h^T and K_h^T through the array (identity GEMMs), S^T, the softmax of
-    S's rows (read transposed) into P^T, C_h = P V_h into the context; P^T of each head and
-    the context are sent to the host."""
-    E = gsc.encode_command
-    unit = NonlinearUnit(16, out_width=16, max_len=core_cfg.nl_max_len)
-    n, dh = cfg.seq_len, cfg.d_head
-    ld = core_cfg.words(cfg.d_model)
-    sm = unit.softmax_command(n, 2.0 ** -F["s"] / math.sqrt(dh), out_bits=cfg.act_bits)
-    sm["fn"] = int(sm["fn"])
-    prog = []
-    for h in range(cfg.heads):
-        col = h * dh // core_cfg.length          # d_head is a multiple of L here
-        for src, dst in ((Q, QT), (K, KT)):
-            prog.append(E(core_cfg, "GEMM", m=n, n=dh, k=n, b_addr=src + col, b_ld=ld,
-                          c_addr=dst, a_eye=1, c_t=1, out_width=16))
-        prog.append(E(core_cfg, "GEMM", m=n, n=n, k=dh, a_addr=QT, b_addr=KT, c_addr=ST,
-                      a_t=1, c_t=1, out_shift=F["q"] + F["k"] - F["s"],
-                      out_width=cfg.score_bits))
-        prog.append(E(core_cfg, "NL", rows=n, in_addr=ST, in_t=1, out_addr=PT, out_t=1,
-                      cmd=sm, dest=HOST, dest_addr=HOST_BASE + 0x100 + h * n))
-        prog.append(E(core_cfg, "GEMM", m=n, n=dh, k=n, a_addr=PT, b_addr=V + col, b_ld=ld,
-                      c_addr=CTX + col, c_ld=ld, a_t=1,
-                      out_shift=cfg.act_bits - 1 + F["v"] - F["c"], out_width=cfg.act_bits))
-    prog.append(E(core_cfg, "SEND", dest=HOST, dest_addr=HOST_BASE, src=CTX, count=n * ld))
+    """:func:`golden.systolic_core.attention_program` with P^T of each head and then the
+    context sent to the host."""
+    n, ld = cfg.seq_len, core_cfg.words(cfg.d_model)
+    prog = gsc.attention_program(core_cfg, cfg, F, q=Q, k=K, v=V, qt=QT, kt=KT, st=ST, pt=PT,
+                                 ctx=CTX, dest=HOST, p_addr=HOST_BASE + 0x100)
+    prog.append(gsc.encode_command(core_cfg, "SEND", dest=HOST, dest_addr=HOST_BASE, src=CTX,
+                                   count=n * ld))
     return prog
 
 
