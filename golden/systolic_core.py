@@ -349,7 +349,8 @@ def attention_program(cfg, layer, formats, *, q, k, v, qt, kt, st, pt, ctx, dest
     Per head ``h``: ``Q_h^T`` and ``K_h^T`` through the array (identity GEMMs, to ``qt``,
     ``kt``), ``S^T = (Q_h K_h^T)^T`` (``st``; ``out_shift = f_q + f_k - f_s``, ``score_bits``),
     the softmax of ``S``'s rows (read transposed) into ``P^T`` (``pt``), ``C_h = P V_h`` into
-    the context (``ctx``, row-major ``seq_len x d_model``; ``out_width = act_bits``): exactly
+    the context (``ctx``, row-major ``seq_len x d_model``; ``out_width = act_bits``) as
+    ``C_h^T = V_h^T P^T`` stored transposed (every operand and result in a fast layout): exactly
     :meth:`golden.transformer.EncoderLayer.forward`'s attention (no causal mask). With
     ``p_addr``, each head's ``P^T`` is also sent to ``dest`` at ``p_addr + h * seq_len``.
     ``d_head`` must be a multiple of ``L`` (each head a whole word of each row).
@@ -382,8 +383,9 @@ def attention_program(cfg, layer, formats, *, q, k, v, qt, kt, st, pt, ctx, dest
         send = {} if p_addr is None else {"dest": dest, "dest_addr": p_addr + h * n}
         prog.append(encode_command(cfg, "NL", rows=n, in_addr=st, in_t=1, out_addr=pt,
                                    out_t=1, cmd=sm, **send))
-        prog.append(encode_command(cfg, "GEMM", m=n, n=dh, k=n, a_addr=pt, b_addr=v + col,
-                                   b_ld=ld, c_addr=ctx + col, c_ld=ld, a_t=1,
+        # C_h^T = V_h^T P^T with V_h as A^T and P^T as B, stored transposed: C_h row-major
+        prog.append(encode_command(cfg, "GEMM", m=dh, n=n, k=n, a_addr=v + col, a_ld=ld,
+                                   b_addr=pt, c_addr=ctx + col, c_ld=ld, a_t=1, c_t=1,
                                    out_shift=layer.act_bits - 1 + F["v"] - F["c"],
                                    out_width=layer.act_bits))
     return prog
