@@ -27,7 +27,9 @@ Commands (``op``; every command also carries ``layer``, ``dest``, ``dest_addr``)
 ``GEMM`` ``C = A @ B`` (``M x K`` by ``K x N``): operands are the low 8 bits of each element
 (signed), the array accumulates exactly (``acc_width`` bits, wrapping), the write-back applies
 ``out_shift`` (round half up) and saturates to ``out_width`` (2..16) bits, exactly
-``output_stage(gemm(A, B))``. ``a_t``: memory holds ``A^T`` (``K x M``, one word per array
+``output_stage(gemm(A, B))``; ``out_width`` 0 keeps the whole (shifted) accumulator, 32 bits
+stored as two elements (low half, high half: :func:`split_wide`), so the stored matrix has
+twice the columns (the LoRA gradients' exact accumulators). ``a_t``: memory holds ``A^T`` (``K x M``, one word per array
 input vector: fast) else ``A`` (``M x K``, one element per cycle, ``rows`` reads per input
 vector); ``a_eye``: ``A`` is the identity (``M == K``, nothing read: ``C = B``, so with
 ``c_t`` a transpose of ``B`` through the array); ``b_t``: memory holds ``B^T`` (``N x K``,
@@ -47,7 +49,7 @@ chip's shell loops a vector for the core's own node back into its memory).
 
 A command with a bad field is refused (the ``error`` flag, sticky until reset) and nothing
 runs: opcode 3, ``M``/``N``/``K``/``R``/``count`` zero, ``a_eye`` with ``M != K``,
-``out_width`` outside 2..16, ``out_shift >= acc_width``, a leading dimension smaller than
+``out_width`` 1 or above 16, ``out_shift >= acc_width``, a leading dimension smaller than
 its matrix's row, a matrix past ``mem_words``, ``dest >= nodes`` (a sending command), a
 sent word's offset past ``2**offset_bits - 2`` (the top offset is the command port), a row
 length above the unit's ``nl_max_len``. A command the nonlinear unit refuses (its own rules,
@@ -66,7 +68,7 @@ from ._check import check_int
 __all__ = ["CoreConfig", "OPCODES", "NL_FUNCTIONS", "command_fields", "nl_command_fields",
            "field_width", "encode_command", "decode_command", "Core", "run", "run_core", "nl_refused",
            "matrix_words", "command_cycles", "NL_MAX_RECIP_BITS", "NL_MAX_LEFT_SHIFT",
-           "ADDR_BITS", "DIM_BITS", "sram_words", "gemm_schedule", "gemm_fold_ks",
+           "ADDR_BITS", "DIM_BITS", "sram_words", "split_wide", "join_wide", "gemm_schedule", "gemm_fold_ks",
            "gemm_compute_cycles", "nl_row_cycles", "nl_softmax", "nl_layernorm", "nl_gelu",
            "nl_add", "nl_load", "attention_program"]
 
@@ -401,10 +403,29 @@ def matrix_words(rows, ncols, ld, length):
 
 
 def _gemm_shapes(g):
-    """``((a_rows, a_cols), (b_rows, b_cols), (c_rows, c_cols))`` as stored."""
+    """``((a_rows, a_cols), (b_rows, b_cols), (c_rows, c_cols))`` as stored (a wide result,
+    ``out_width`` 0, takes two columns per element)."""
     m, n, k = g["m"], g["n"], g["k"]
+    w = 1 if g["out_width"] else 2
     return ((k, m) if g["a_t"] else (m, k)), ((n, k) if g["b_t"] else (k, n)), \
-        ((n, m) if g["c_t"] else (m, n))
+        ((n, w * m) if g["c_t"] else (m, w * n))
+
+
+def split_wide(y):
+    """32-bit results as two signed 16-bit elements each (low half first, then high): the
+    layout of a wide GEMM result (``out_width`` 0); columns ``2c``, ``2c + 1``."""
+    y = np.asarray(y, dtype=np.int64) & 0xFFFFFFFF
+    lo, hi = y & 0xFFFF, y >> 16
+    out = np.empty(y.shape[:-1] + (2 * y.shape[-1],), dtype=np.int64)
+    out[..., 0::2], out[..., 1::2] = lo, hi
+    return np.where(out >= 1 << 15, out - (1 << 16), out)
+
+
+def join_wide(x):
+    """Inverse of :func:`split_wide`: the signed 32-bit values."""
+    x = np.asarray(x, dtype=np.int64) & 0xFFFF
+    y = x[..., 0::2] | (x[..., 1::2] << 16)
+    return np.where(y >= 1 << 31, y - (1 << 32), y)
 
 
 def nl_refused(cmd, max_len, out_width=ELEM_BITS):
@@ -522,7 +543,7 @@ class Core:
         op, b = c["op"], c["body"]
         if op == 0:
             m, n, k = b["m"], b["n"], b["k"]
-            if not (m and n and k) or not 2 <= b["out_width"] <= ELEM_BITS \
+            if not (m and n and k) or not (b["out_width"] == 0 or 2 <= b["out_width"] <= ELEM_BITS) \
                     or b["out_shift"] >= cfg.acc_width or (b["a_eye"] and m != k):
                 return False
             (ar, ac), (br, bc), (cr, cc) = _gemm_shapes(b)
@@ -576,7 +597,8 @@ class Core:
             acc = self.cfg.acc_width
             y = systolic.output_stage(systolic.gemm(a, bm, acc_width=acc), acc_width=acc,
                                       out_shift=b["out_shift"], out_width=b["out_width"])
-            self.write_matrix(b["c_addr"], y.T if b["c_t"] else y, b["c_ld"])
+            y = y.T if b["c_t"] else y
+            self.write_matrix(b["c_addr"], y if b["out_width"] else split_wide(y), b["c_ld"])
             if c["dest"] != self.cfg.node:
                 self._send(c, b["c_addr"], matrix_words(cr, cc, b["c_ld"], L))
         elif c["op"] == 1:
@@ -636,7 +658,8 @@ def gemm_schedule(cfg, g):
     """The GEMM's fetch and write-back sequences: ``(issues, vectors)``. ``issues``: one
     ``(final, last)`` per memory read cycle (``final``: the input vector is complete;
     ``last``: it is the fold's last); ``vectors``: write cycles of each output vector
-    (1 for ``C^T`` or a column past ``N``, ``min(rows, M - m0)`` for ``C``)."""
+    (1 for ``C^T`` or a column past ``N``, ``rows / min(rows, L / 2)`` for a wide ``C^T``,
+    ``min(rows, M - m0)`` for ``C``)."""
     R, C = cfg.rows, cfg.cols
     m, n, k = g["m"], g["n"], g["k"]
     j_end = R - 1 if not g["a_t"] and not g["a_eye"] else (C - 1 if g["b_t"] else 0)
@@ -646,7 +669,9 @@ def gemm_schedule(cfg, g):
             ks = range(m0, min(m0 + R, k)) if g["a_eye"] else range(k)
             for kk in ks:
                 issues += [(j == j_end, kk == ks[-1]) for j in range(j_end + 1)]
-            vectors += [1 if n0 + v >= n or g["c_t"] else min(R, m - m0) for v in range(C)]
+            ct = R // min(R, cfg.length // 2) if not g["out_width"] else 1
+            vectors += [1 if n0 + v >= n else ct if g["c_t"] else min(R, m - m0)
+                        for v in range(C)]
     return issues, vectors
 
 

@@ -52,7 +52,8 @@ def _random_gemm(rng, *, dest=None):
             m = k = min(m, k)
         g = dict(m=m, n=n, k=k, a_addr=A0, b_addr=B0, c_addr=C0, a_t=int(rng.integers(2)),
                  a_eye=int(eye), b_t=int(rng.integers(2)), c_t=int(rng.integers(2)),
-                 out_shift=int(rng.integers(0, 12)), out_width=int(rng.choice([2, 4, 8, 12, 16])))
+                 out_shift=int(rng.integers(0, 12)),
+                 out_width=int(rng.choice([0, 2, 4, 8, 12, 16])))
         if rng.random() < 0.3:
             g["c_ld"] = CFG.words(m if g["c_t"] else n) + 1
         dest = CFG.node if dest is None else dest
@@ -130,16 +131,78 @@ def test_gemm_every_layout_and_tiling():
 
 def test_output_stage_extremes():
     """Operands at -128 and 127 (and 16-bit memory values: the low 8 bits count), shifts 0
-    and acc_width - 1, saturation to 2 and 16 bits."""
+    and acc_width - 1, saturation to 2 and 16 bits, and wide (32-bit) results."""
     memory = np.full((CFG.mem_words, CFG.length), -128)
     memory[B0:B0 + 20] = 127
     memory[B0 + 20:B0 + 40] = 0x7F80                  # low byte -128
     program = []
-    for shift, ow in ((0, 16), (0, 2), (31, 16), (31, 2), (1, 16), (7, 8), (15, 3)):
+    for shift, ow in ((0, 16), (0, 2), (31, 16), (31, 2), (1, 16), (7, 8), (15, 3), (0, 0),
+                      (31, 0), (5, 0)):
         for b in (B0, B0 + 20):
             program.append(E(CFG, "GEMM", m=5, n=3, k=19, a_addr=A0, b_addr=b, c_addr=C0,
                              a_t=1, c_t=1, out_shift=shift, out_width=ow, dest=2))
     _check(program, memory, seed=5)
+
+
+def test_lora_forward_and_gradients():
+    """The LoRA GEMMs of :mod:`golden.lora` on the core, bit-exact: the forward ``T = X A``,
+    ``D = T B``; the gradients ``dB = T^T G``, ``dT = G B^T`` (exact, then requantized with the
+    host's data-dependent shift), ``dA = X^T dT_q``, ``dX = dT_q A^T`` as wide (32-bit)
+    results."""
+    from golden import lora
+    n, d, r = 8, 12, 3
+    rng = np.random.default_rng(15)
+    x, a, b, g = (rng.integers(-128, 128, s) for s in ((n, d), (d, r), (r, d), (n, d)))
+    fx, fa, fb, fg = 7, 9, 8, 10
+    dq, fd, t, ft = lora.lora_forward(x, fx, a, fa, b, fb)
+    grads = lora.lora_backward(x, fx, t, ft, g, fg, a, fa, b, fb)
+    sh = fg + fb - grads["f_dT"]
+    params = PARAMS | {"mem_words": 256}
+    cfg = gsc.CoreConfig(**params)
+    X, A, B, G, T, D, DB, DT, DTQ, DA, DX = 0, 16, 28, 34, 50, 58, 74, 83, 91, 99, 111
+    core = gsc.Core(cfg)
+    for base, mat in ((X, x), (A, a), (B, b), (G, g)):
+        core.write_matrix(base, mat)
+    memory = core.memory.copy()
+    G_ = dict(dest=2)
+    program = [
+        E(cfg, "GEMM", m=n, n=r, k=d, a_addr=X, b_addr=A, c_addr=T, out_shift=fx + fa - ft,
+          out_width=8),                                            # T = X A
+        E(cfg, "GEMM", m=n, n=d, k=r, a_addr=T, b_addr=B, c_addr=D, out_shift=ft + fb - fd,
+          out_width=16, dest_addr=0x100, **G_),                    # D = T B
+        E(cfg, "GEMM", m=r, n=d, k=n, a_addr=T, b_addr=G, c_addr=DB, a_t=1, out_width=0,
+          dest_addr=0x200, **G_),                                  # dB = T^T G
+        E(cfg, "GEMM", m=n, n=r, k=d, a_addr=G, b_addr=B, c_addr=DT, b_t=1, out_width=0,
+          dest_addr=0x300, **G_),                                  # dT = G B^T (exact)
+        E(cfg, "GEMM", m=n, n=r, k=d, a_addr=G, b_addr=B, c_addr=DTQ, b_t=1, out_shift=sh,
+          out_width=8, dest_addr=0x400, **G_),                     # dT_q
+        E(cfg, "GEMM", m=d, n=r, k=n, a_addr=X, b_addr=DTQ, c_addr=DA, a_t=1, out_width=0,
+          dest_addr=0x500, **G_),                                  # dA = X^T dT_q
+        E(cfg, "GEMM", m=n, n=d, k=r, a_addr=DTQ, b_addr=A, c_addr=DX, b_t=1, out_width=0,
+          dest_addr=0x600, **G_),                                  # dX = dT_q A^T
+    ]
+    out = run_sim(params, program, memory, seed=16, idle=0.2, backpressure=0.3)
+    gold = gsc.run_core(cfg, program, memory)
+    compare_sent(out["sent"], gold.sent)
+    got = {}
+    for dest, _, off, vec in out["sent"]:
+        got.setdefault(off >> 8, []).append(vec)
+
+    def matrix(key, rows, cols, wide=False):
+        words = np.array(got[key])
+        w = cfg.words(cols * (2 if wide else 1))
+        m_ = words.reshape(rows, w * cfg.length)[:, :cols * (2 if wide else 1)]
+        return gsc.join_wide(m_) if wide else m_
+
+    assert np.array_equal(matrix(1, n, d), dq)
+    assert np.array_equal(matrix(2, r, d, True), grads["dB"])
+    # the exact dT accumulator: the host's shift comes from its largest magnitude
+    dt_acc = matrix(3, n, r, True)
+    assert sh == max(0, int(np.abs(dt_acc).max()).bit_length() - 7)
+    assert np.array_equal(nl.saturate(nl.rshift_round(dt_acc, sh), 8), grads["dT"])
+    assert np.array_equal(matrix(4, n, r), grads["dT"])
+    assert np.array_equal(matrix(5, d, r, True), grads["dA"])
+    assert np.array_equal(matrix(6, n, d, True), grads["dX"])
 
 
 # ---------------------------------------------------------------------------- NL and SEND
@@ -197,6 +260,7 @@ def _bad_commands():
         "N zero": E(CFG, "GEMM", **(ok | {"n": 0})),
         "K zero": E(CFG, "GEMM", **(ok | {"k": 0})),
         "out_width 1": E(CFG, "GEMM", **(ok | {"out_width": 1})),
+        "wide C past memory": E(CFG, "GEMM", **(ok | {"out_width": 0, "c_addr": 124})),
         "out_width 17": E(CFG, "GEMM", **(ok | {"out_width": 17})),
         "out_shift 32": E(CFG, "GEMM", **(ok | {"out_shift": 32})),
         "eye M != K": E(CFG, "GEMM", **(ok | {"a_eye": 1})),

@@ -247,7 +247,8 @@ class SystolicCore(wiring.Component):
         gm, gn, gk = g.m, g.n, g.k
         ga_r, ga_c = Mux(g.a_t, gk, gm), Mux(g.a_t, gm, gk)
         gb_r, gb_c = Mux(g.b_t, gn, gk), Mux(g.b_t, gk, gn)
-        gc_r, gc_c = Mux(g.c_t, gn, gm), Mux(g.c_t, gm, gn)
+        wide = g.out_width == 0                      # 32-bit results, two lanes each
+        gc_r, gc_c = Mux(g.c_t, gn, gm), Mux(g.c_t, gm, gn) << wide
         a_ok, a_ld, _ = region(g.a_addr, ga_r, ga_c, g.a_ld)
         b_ok, b_ld, _ = region(g.b_addr, gb_r, gb_c, g.b_ld)
         c_ok, c_ld, c_span = region(g.c_addr, gc_r, gc_c, g.c_ld)
@@ -268,7 +269,7 @@ class SystolicCore(wiring.Component):
         def dest_ok(span):
             return ~remote | ((c.dest < cfg.nodes) & (c.dest_addr + span <= top))
 
-        gemm_ok = ((gm != 0) & (gn != 0) & (gk != 0) & (g.out_width >= 2)
+        gemm_ok = ((gm != 0) & (gn != 0) & (gk != 0) & (wide | (g.out_width >= 2))
                    & (g.out_width <= gsc.ELEM_BITS) & (g.out_shift < cfg.acc_width)
                    & (~g.a_eye | (gm == gk)) & (g.a_eye | a_ok) & b_ok & c_ok & dest_ok(c_span))
         nl_ok = ((nc.rows != 0) & (nlen != 0) & (nlen <= cfg.nl_max_len) & i_ok
@@ -409,7 +410,7 @@ class SystolicCore(wiring.Component):
         w_i = Signal(range(R))
         w_done = Signal()
         shift = g.out_shift
-        ys = []
+        ys, yw = [], []
         for i in range(R):
             x = arr.o.payload.data[i].as_signed()
             xr = Signal(signed(cfg.acc_width + 1), name=f"wb_round{i}")
@@ -417,16 +418,27 @@ class SystolicCore(wiring.Component):
             y = Signal(signed(16), name=f"wb_y{i}")
             m.d.comb += y.eq(Mux(xr > ow_hi, ow_hi, Mux(xr < ow_lo, ow_lo, xr)))
             ys.append(y)
+            y32 = Signal(signed(max(32, cfg.acc_width + 1)), name=f"wb_wide{i}")
+            m.d.comb += y32.eq(xr)
+            yw.append(y32[:32])
         w_n = w_n0 + w_v
         w_m = w_m0 + w_i
         i_end = Mux(gm - w_m0 < R, gm - w_m0, R) - 1
         w_grp = (w_m0 >> lgR)[:max(1, lgL - lgR)] if L > R else Const(0)
+        # wide C^T: E elements (2 E lanes) per write, R / E writes per vector
+        E = min(R, L // 2)
+        beats = R // E
+        wm_b = Signal(gsc.DIM_BITS + 2)              # first element of this write
+        m.d.comb += wm_b.eq(w_m0 + w_i * E)
+        wb_word = (wm_b << 1) >> lgL
+        wb_grp = ((wm_b << 1)[:lgL] >> (E.bit_length()))[:max(1, lgL - E.bit_length())] \
+            if 2 * E < L else Const(0)
         take = Signal()                  # the array's output vector is consumed
         gemm_wb = (state == _State.GEMM) & arr.o.valid & ~w_done
         with m.If(gemm_wb):
             with m.If(w_n >= gn):
                 m.d.comb += take.eq(1)
-            with m.Elif(g.c_t):
+            with m.Elif(g.c_t & ~wide):
                 m.d.comb += [cw_req.eq(1),
                              cw_addr.eq(g.c_addr + w_n * ldc + (w_m0 >> lgL)),
                              take.eq(granted)]
@@ -434,17 +446,36 @@ class SystolicCore(wiring.Component):
                     i = lane % R
                     m.d.comb += [cw_data[lane].eq(ys[i]),
                                  cw_en[lane].eq((w_grp == lane // R) & (w_m0 + i < gm))]
+            with m.Elif(g.c_t):
+                m.d.comb += [cw_req.eq(1),
+                             cw_addr.eq(g.c_addr + w_n * ldc + wb_word),
+                             take.eq(granted & (w_i == beats - 1))]
+                for lane in range(L):
+                    e, half = (lane % (2 * E)) // 2, lane % 2
+                    v = Signal(16, name=f"wb_lane{lane}")
+                    with m.Switch(w_i):
+                        for b in range(beats):
+                            with m.Case(b):
+                                m.d.comb += v.eq(yw[b * E + e][16 * half:16 * half + 16])
+                    m.d.comb += [cw_data[lane].eq(v),
+                                 cw_en[lane].eq((wb_grp == lane // (2 * E)) & (wm_b + e < gm))]
+                with m.If(granted):
+                    m.d.sync += w_i.eq(Mux(w_i == beats - 1, 0, w_i + 1))
             with m.Else():
                 y_i = Signal(signed(16))
+                y_w = Signal(32)
                 with m.Switch(w_i):
                     for i in range(R):
                         with m.Case(i):
-                            m.d.comb += y_i.eq(ys[i])
+                            m.d.comb += [y_i.eq(ys[i]), y_w.eq(yw[i])]
+                lane0 = Mux(wide, (w_n << 1)[:lgL], w_n[:lgL])
                 m.d.comb += [cw_req.eq(1),
-                             cw_addr.eq(g.c_addr + w_m * ldc + (w_n >> lgL)),
-                             cw_en.eq(Const(1, L) << w_n[:lgL]),
+                             cw_addr.eq(g.c_addr + w_m * ldc + Mux(wide, (w_n << 1) >> lgL,
+                                                                    w_n >> lgL)),
+                             cw_en.eq(Mux(wide, Const(3, L), Const(1, L)) << lane0),
                              take.eq(granted & (w_i == i_end))]
-                m.d.comb += [cw_data[lane].eq(y_i) for lane in range(L)]
+                m.d.comb += [cw_data[lane].eq(Mux(wide, y_w[16 * (lane % 2):][:16], y_i))
+                             for lane in range(L)]
                 with m.If(granted):
                     m.d.sync += w_i.eq(Mux(w_i == i_end, 0, w_i + 1))
         m.d.comb += arr.o.ready.eq(take)
