@@ -1,10 +1,3 @@
-# LEAD NOTE TO THE SYSTOLIC-CORE HELPER (17:20, please act on it and then delete this comment):
-# /work/notes/chip_interface.md changed at 17:25 (see its "CHANGE" section): vector elements are
-# ni.elem_width = 32 bits in the chip, not 16. Make the memory word ArrayLayout(signed(E), L)
-# with E a parameter (chip: 32), and let GEMM out_width go up to acc_width (32): the chip must
-# send the EXACT 32-bit LoRA gradients (golden.lora.lora_backward: dB = T^T G, dA = X^T dT_q
-# with out_shift 0, no saturation) and 16-bit residual/score values. The nonlinear unit can
-# stay 16-bit wide (take the low 16 bits / saturate on the way in, as you document).
 """Golden host side of the chip's systolic core (``hdl.systolic.core.SystolicCore``).
 
 - :class:`CoreConfig`: the core's parameters (array size, vector length ``L``, memory words,

@@ -1,5 +1,3 @@
-# LEAD NOTE TO THE SYSTOLIC-CORE HELPER (17:20): read the note at the top of golden/systolic_core.py
-# (elements are ni.elem_width = 32 bits in the chip; GEMM out_width up to 32), then delete both notes.
 """The chip's systolic core: a :class:`SystolicArray`, a :class:`NonlinearUnit`, one local
 memory and a command sequencer (GEMM, NL, SEND), with the core streams of the chip."""
 
