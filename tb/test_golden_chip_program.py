@@ -1,0 +1,64 @@
+"""The layer as a host program (golden.chip_program) equals the layer itself, on the golden
+core models: the program is right before the RTL runs it."""
+
+import numpy as np
+import pytest
+
+from golden import chip_program as cp
+from golden.chip import REGRESSION_CHIP, REGRESSION_LAYER, REGRESSION_TILE
+from golden.noise import NoiseConfig
+from golden.transformer import EncoderLayer, random_weights
+
+NOISE = NoiseConfig(prog_sigma=0.02, read_sigma=0.01, comp_noise_sigma=0.3, comp_offset_sigma=0.3)
+
+
+def regression_case(noise=None, seed=0, grads=True):
+    """The regression layer, its calibrated input and upstream gradients of the LoRA targets."""
+    cfg = REGRESSION_LAYER
+    layer = EncoderLayer(cfg, random_weights(cfg, seed), tile=REGRESSION_TILE, noise=noise,
+                         seed=seed + 1)
+    rng = np.random.default_rng(seed)
+    xf = rng.standard_normal((cfg.seq_len, cfg.d_model))
+    layer.calibrate(xf)
+    x = layer.quantize_input(xf)
+    g = {t: (rng.integers(-128, 128, (cfg.seq_len, cfg.d_model)), 10)
+         for t in cfg.lora_targets} if grads else {}
+    return layer, x, g
+
+
+@pytest.mark.parametrize("noise", [None, NOISE], ids=["ideal", "noisy"])
+def test_program_equals_the_layer(noise):
+    layer, x, g = regression_case(noise)
+    prog = cp.layer_program(layer, x, g)
+    got = cp.execute(prog)
+    want = cp.expected_results(layer, x, g)
+    assert set(want) <= set(got)
+    for name, v in want.items():
+        assert np.array_equal(got[name], v), name
+
+
+def test_fences_count_every_write():
+    """Each command's fence is exactly the number of words its node has received (from the
+    host and the other cores) when it runs in program order."""
+    layer, x, g = regression_case()
+    trace = []
+    cp.execute(cp.layer_program(layer, x, g), trace=trace)
+    for label, node, wait, received in trace:
+        assert wait == received, (label, node)
+    assert len({node for _, node, _, _ in trace}) == 3
+    assert any(wait > 0 for label, _, wait, _ in trace if label.startswith("dA"))
+
+
+def test_the_program_fits_the_regression_chip():
+    layer, x, g = regression_case()
+    prog = cp.layer_program(layer, x, g)
+    assert set(prog.sys_cfg) == {0}
+    assert all(node >= 4 for node in prog.pim_cfg)
+    assert max(prog.mem_words.values()) < cp.HOST_FIRST
+
+
+def test_uncalibrated_layer_is_refused():
+    cfg = REGRESSION_LAYER
+    layer = EncoderLayer(cfg, random_weights(cfg), tile=REGRESSION_TILE)
+    with pytest.raises(ValueError, match="formats"):
+        cp.layer_program(layer, np.zeros((cfg.seq_len, cfg.d_model), dtype=np.int64))
