@@ -14,6 +14,7 @@ from ..nonlinear import Function, NonlinearUnit
 from ..nonlinear import command_layout as nl_command_layout
 from ..registry import block
 from .array import SystolicArray
+from .core_stages import GemmFetch, GemmWriteback, RowFeeder, RowWriter, WordSender
 
 __all__ = ["SystolicCore", "Opcode", "command_layout", "write_layout"]
 
@@ -210,7 +211,7 @@ class SystolicCore(wiring.Component):
         m = Module()
         cfg = self._cfg
         R, C, L, W = cfg.rows, cfg.cols, cfg.length, cfg.mem_words
-        lgL, lgR, lgC = L.bit_length() - 1, R.bit_length() - 1, C.bit_length() - 1
+        lgL = L.bit_length() - 1
         AW = ceil_log2(W)
         AB = gsc.ADDR_BITS + gsc.DIM_BITS + 2         # wide enough for any address sum
 
@@ -276,302 +277,75 @@ class SystolicCore(wiring.Component):
         send_ok = ((sd.count != 0) & (sd.src + sd.count <= W) & (c.dest < cfg.nodes)
                    & (c.dest_addr + sd.count <= top))
 
-        # ---------------------------------------------------------------- registers
+        # ---------------------------------------------------------------- stages
+        m.submodules.fetch = fetch = GemmFetch(cfg, AW, arr.i_layout)
+        m.submodules.writeback = wb = GemmWriteback(cfg, AW, arr.o_layout)
+        m.submodules.feeder = feeder = RowFeeder(cfg, AW)
+        m.submodules.writer = writer = RowWriter(cfg, AW, nlu.o.payload.shape())
+        m.submodules.sender = sender = WordSender(cfg, AW, self.o.payload.shape())
+        wiring.connect(m, fetch.o, arr.i)
+        wiring.connect(m, arr.o, wb.i)
+        wiring.connect(m, nlu.o, writer.i)
+        wiring.connect(m, sender.o, wiring.flipped(self.o))
+        n_row = Signal(gsc.DIM_BITS)                 # the NL command's current row
         lda, ldb, ldc = (Signal(gsc.ADDR_BITS + 1, name=n) for n in ("lda", "ldb", "ldc"))
-        s_src = Signal(AB)          # send phase: first word, count, index
-        s_cnt = Signal(AB)
-        error = Signal()
-        m.d.comb += self.error.eq(error)
+        m.d.comb += [fetch.cmd.eq(g), fetch.lda.eq(lda), fetch.ldb.eq(ldb),
+                     wb.cmd.eq(g), wb.ldc.eq(ldc),
+                     feeder.cmd.eq(nc), feeder.row.eq(n_row), feeder.ld.eq(i_ld),
+                     writer.cmd.eq(nc), writer.row.eq(n_row), writer.ld.eq(o_ld),
+                     sender.dest.eq(c.dest), sender.layer.eq(c.layer),
+                     sender.dest_addr.eq(c.dest_addr),
+                     fetch.run.eq(state == _State.GEMM), wb.run.eq(state == _State.GEMM),
+                     feeder.run.eq(state == _State.NL_ROW), writer.run.eq(state == _State.NL_ROW),
+                     sender.run.eq(state == _State.SEND)]
+        # the row feeder's elements go to the unit's i and res together
+        m.d.comb += [nlu.i.valid.eq(feeder.o.valid), nlu.res.valid.eq(feeder.o.valid),
+                     nlu.i.payload.eq(feeder.o.payload.x), nlu.res.payload.eq(feeder.o.payload.x2),
+                     feeder.o.ready.eq(nlu.i.ready), nlu.cmd.payload.eq(nc.cmd)]
 
-        # hi / lo bounds of the output stage (from out_width)
-        ow_hi = Signal(signed(17))
-        ow_lo = Signal(signed(17))
-
-        # ---------------------------------------------------------------- write port
-        cw_req = Signal()
-        cw_addr = Signal(AW)
-        cw_data = Signal(data.ArrayLayout(signed(16), L))
-        cw_en = Signal(L)
-        granted = Signal()
-        m.d.comb += [self.wr.ready.eq(1), granted.eq(cw_req & ~self.wr.valid)]
+        # ---------------------------------------------------------------- memory ports
+        # Reads: the running stage's. Writes: wr first (always ready), then the stage's.
+        with m.Switch(state):
+            with m.Case(_State.GEMM):
+                m.d.comb += [ra.addr.eq(fetch.ra.addr), ra.en.eq(fetch.ra.en),
+                             rb.addr.eq(fetch.rb.addr), rb.en.eq(fetch.rb.en)]
+            with m.Case(_State.NL_ROW):
+                m.d.comb += [ra.addr.eq(feeder.ra.addr), ra.en.eq(feeder.ra.en),
+                             rb.addr.eq(feeder.rb.addr), rb.en.eq(feeder.rb.en)]
+            with m.Case(_State.SEND):
+                m.d.comb += [ra.addr.eq(sender.ra.addr), ra.en.eq(sender.ra.en)]
+        m.d.comb += [fetch.ra.data.eq(ra.data), fetch.rb.data.eq(rb.data),
+                     feeder.ra.data.eq(ra.data), feeder.rb.data.eq(rb.data),
+                     sender.ra.data.eq(ra.data)]
+        stage_w = Mux(state == _State.GEMM, wb.w.payload.as_value(), writer.w.payload.as_value())
+        stage_w = data.View(wb.w.payload.shape(), stage_w)
+        stage_valid = Mux(state == _State.GEMM, wb.w.valid, writer.w.valid)
+        m.d.comb += [self.wr.ready.eq(1), wb.w.ready.eq(~self.wr.valid),
+                     writer.w.ready.eq(~self.wr.valid)]
         with m.If(self.wr.valid):
             m.d.comb += [wp.addr.eq(self.wr.payload.addr), wp.data.eq(self.wr.payload.data),
                          wp.en.eq(Const((1 << L) - 1, L))]
-        with m.Elif(cw_req):
-            m.d.comb += [wp.addr.eq(cw_addr), wp.data.eq(cw_data), wp.en.eq(cw_en)]
-
-        # ---------------------------------------------------------------- GEMM fetch
-        f_act = Signal()                # issuing
-        f_m0 = Signal(gsc.DIM_BITS + 1)
-        f_n0 = Signal(gsc.DIM_BITS + 1)
-        f_k = Signal(gsc.DIM_BITS + 1)
-        f_j = Signal(range(R))
-        d_valid = Signal()              # read ports hold an issued read
-        d_final = Signal()              # ... the last read of an input vector
-        d_last = Signal()               # ... of the fold's last vector
-        d_j = Signal(range(R))
-        d_k = Signal(gsc.DIM_BITS + 1)
-        d_m0 = Signal(gsc.DIM_BITS + 1)
-        d_n0 = Signal(gsc.DIM_BITS + 1)
-        d_aok = Signal()
-        d_bok = Signal()
-        d_lane = Signal(range(L))
-        gath_a = ~g.a_t & ~g.a_eye
-        gath_b = g.b_t
-        j_end = Mux(gath_a, R - 1, Mux(gath_b, C - 1, 0))
-        k_start = Mux(g.a_eye, f_m0, 0)
-        k_end = Mux(g.a_eye, Mux(f_m0 + R < gk, f_m0 + R, gk), gk)   # exclusive
-
-        adv = Signal()                   # the read stage moves on
-        m.d.comb += adv.eq(~(d_valid & d_final) | arr.i.ready)
-        issue = Signal()
-        m.d.comb += issue.eq(f_act & (state == _State.GEMM) & adv)
-
-        # addresses of this issue
-        fa_m = f_m0 + f_j
-        fb_n = f_n0 + f_j
-        a_fast = g.a_addr + f_k * lda + (f_m0 >> lgL)
-        a_gath = g.a_addr + fa_m * lda + (f_k >> lgL)
-        b_fast = g.b_addr + f_k * ldb + (f_n0 >> lgL)
-        b_gath = g.b_addr + fb_n * ldb + (f_k >> lgL)
-        a_in = fa_m < gm
-        b_in = (fb_n < gn) & (f_j < C)
-        gemm_ra = Mux(gath_a, Mux(a_in, a_gath, g.a_addr), a_fast)
-        gemm_rb = Mux(gath_b, Mux(b_in, b_gath, g.b_addr), b_fast)
-
-        with m.If(adv & (state == _State.GEMM)):
-            m.d.sync += [d_valid.eq(issue), d_final.eq(f_j == j_end),
-                         d_last.eq(f_k + 1 == k_end), d_j.eq(f_j), d_k.eq(f_k), d_m0.eq(f_m0),
-                         d_n0.eq(f_n0), d_aok.eq(a_in), d_bok.eq(b_in),
-                         d_lane.eq(f_k[:lgL] if lgL else 0)]
-        with m.If(issue):
-            with m.If(f_j != j_end):
-                m.d.sync += f_j.eq(f_j + 1)
-            with m.Else():
-                m.d.sync += f_j.eq(0)
-                with m.If(f_k + 1 != k_end):
-                    m.d.sync += f_k.eq(f_k + 1)
-                with m.Elif(f_n0 + C < gn):
-                    m.d.sync += [f_n0.eq(f_n0 + C), f_k.eq(k_start)]
-                with m.Elif(f_m0 + R < gm):
-                    m.d.sync += [f_n0.eq(0), f_m0.eq(f_m0 + R),
-                                 f_k.eq(Mux(g.a_eye, f_m0 + R, 0))]
-                with m.Else():
-                    m.d.sync += f_act.eq(0)
-
-        # operand vectors
-        g_a = Signal(data.ArrayLayout(signed(8), R))
-        g_b = Signal(data.ArrayLayout(signed(8), C))
-        elem_a = Signal(signed(8))
-        elem_b = Signal(signed(8))
-        m.d.comb += [elem_a.eq(Mux(d_aok, ra.data[d_lane][:8], 0)),
-                     elem_b.eq(Mux(d_bok, rb.data[d_lane][:8], 0))]
-        with m.If(d_valid):
-            for i in range(R):
-                with m.If(d_j == i):
-                    m.d.sync += g_a[i].eq(elem_a)
-            for i in range(C):
-                with m.If(d_j == i):
-                    m.d.sync += g_b[i].eq(elem_b)
-        a_grp = (d_m0 >> lgR)[:max(1, lgL - lgR)] if L > R else 0
-        b_grp = (d_n0 >> lgC)[:max(1, lgL - lgC)] if L > C else 0
-        for i in range(R):
-            fast = Signal(signed(8), name=f"a_fast{i}")
-            if L > R:
-                with m.Switch(a_grp):
-                    for gi in range(L // R):
-                        with m.Case(gi):
-                            m.d.comb += fast.eq(ra.data[gi * R + i][:8])
-            else:
-                m.d.comb += fast.eq(ra.data[i][:8])
-            eye = (d_m0 + i) == d_k
-            m.d.comb += arr.i.payload.a[i].eq(
-                Mux(g.a_eye, eye, Mux(gath_a, Mux(d_j == i, elem_a, g_a[i]), fast)))
-        for i in range(C):
-            fast = Signal(signed(8), name=f"b_fast{i}")
-            if L > C:
-                with m.Switch(b_grp):
-                    for gi in range(L // C):
-                        with m.Case(gi):
-                            m.d.comb += fast.eq(rb.data[gi * C + i][:8])
-            else:
-                m.d.comb += fast.eq(rb.data[i][:8])
-            m.d.comb += arr.i.payload.b[i].eq(
-                Mux(gath_b, Mux(d_j == i, elem_b, g_b[i]), fast))
-        m.d.comb += [arr.i.valid.eq(d_valid & d_final & (state == _State.GEMM)),
-                     arr.i.payload.last.eq(d_last)]
-
-        # ---------------------------------------------------------------- GEMM write-back
-        w_m0 = Signal(gsc.DIM_BITS + 1)
-        w_n0 = Signal(gsc.DIM_BITS + 1)
-        w_v = Signal(range(C))
-        w_i = Signal(range(R))
-        w_done = Signal()
-        shift = g.out_shift
-        ys, yw = [], []
-        for i in range(R):
-            x = arr.o.payload.data[i].as_signed()
-            xr = Signal(signed(cfg.acc_width + 1), name=f"wb_round{i}")
-            m.d.comb += xr.eq(Mux(shift == 0, x, ((x >> (shift - 1)[:6]) + 1) >> 1))
-            y = Signal(signed(16), name=f"wb_y{i}")
-            m.d.comb += y.eq(Mux(xr > ow_hi, ow_hi, Mux(xr < ow_lo, ow_lo, xr)))
-            ys.append(y)
-            y32 = Signal(signed(max(32, cfg.acc_width + 1)), name=f"wb_wide{i}")
-            m.d.comb += y32.eq(xr)
-            yw.append(y32[:32])
-        w_n = w_n0 + w_v
-        w_m = w_m0 + w_i
-        i_end = Mux(gm - w_m0 < R, gm - w_m0, R) - 1
-        w_grp = (w_m0 >> lgR)[:max(1, lgL - lgR)] if L > R else Const(0)
-        # wide C^T: E elements (2 E lanes) per write, R / E writes per vector
-        E = min(R, L // 2)
-        beats = R // E
-        wm_b = Signal(gsc.DIM_BITS + 2)              # first element of this write
-        m.d.comb += wm_b.eq(w_m0 + w_i * E)
-        wb_word = (wm_b << 1) >> lgL
-        wb_grp = ((wm_b << 1)[:lgL] >> (E.bit_length()))[:max(1, lgL - E.bit_length())] \
-            if 2 * E < L else Const(0)
-        take = Signal()                  # the array's output vector is consumed
-        gemm_wb = (state == _State.GEMM) & arr.o.valid & ~w_done
-        with m.If(gemm_wb):
-            with m.If(w_n >= gn):
-                m.d.comb += take.eq(1)
-            with m.Elif(g.c_t & ~wide):
-                m.d.comb += [cw_req.eq(1),
-                             cw_addr.eq(g.c_addr + w_n * ldc + (w_m0 >> lgL)),
-                             take.eq(granted)]
-                for lane in range(L):
-                    i = lane % R
-                    m.d.comb += [cw_data[lane].eq(ys[i]),
-                                 cw_en[lane].eq((w_grp == lane // R) & (w_m0 + i < gm))]
-            with m.Elif(g.c_t):
-                m.d.comb += [cw_req.eq(1),
-                             cw_addr.eq(g.c_addr + w_n * ldc + wb_word),
-                             take.eq(granted & (w_i == beats - 1))]
-                for lane in range(L):
-                    e, half = (lane % (2 * E)) // 2, lane % 2
-                    v = Signal(16, name=f"wb_lane{lane}")
-                    with m.Switch(w_i):
-                        for b in range(beats):
-                            with m.Case(b):
-                                m.d.comb += v.eq(yw[b * E + e][16 * half:16 * half + 16])
-                    m.d.comb += [cw_data[lane].eq(v),
-                                 cw_en[lane].eq((wb_grp == lane // (2 * E)) & (wm_b + e < gm))]
-                with m.If(granted):
-                    m.d.sync += w_i.eq(Mux(w_i == beats - 1, 0, w_i + 1))
-            with m.Else():
-                y_i = Signal(signed(16))
-                y_w = Signal(32)
-                with m.Switch(w_i):
-                    for i in range(R):
-                        with m.Case(i):
-                            m.d.comb += [y_i.eq(ys[i]), y_w.eq(yw[i])]
-                lane0 = Mux(wide, (w_n << 1)[:lgL], w_n[:lgL])
-                m.d.comb += [cw_req.eq(1),
-                             cw_addr.eq(g.c_addr + w_m * ldc + Mux(wide, (w_n << 1) >> lgL,
-                                                                    w_n >> lgL)),
-                             cw_en.eq(Mux(wide, Const(3, L), Const(1, L)) << lane0),
-                             take.eq(granted & (w_i == i_end))]
-                m.d.comb += [cw_data[lane].eq(Mux(wide, y_w[16 * (lane % 2):][:16], y_i))
-                             for lane in range(L)]
-                with m.If(granted):
-                    m.d.sync += w_i.eq(Mux(w_i == i_end, 0, w_i + 1))
-        m.d.comb += arr.o.ready.eq(take)
-        with m.If(take):
-            with m.If(w_v != C - 1):
-                m.d.sync += w_v.eq(w_v + 1)
-            with m.Else():
-                m.d.sync += w_v.eq(0)
-                with m.If(w_n0 + C < gn):
-                    m.d.sync += w_n0.eq(w_n0 + C)
-                with m.Elif(w_m0 + R < gm):
-                    m.d.sync += [w_n0.eq(0), w_m0.eq(w_m0 + R)]
-                with m.Else():
-                    m.d.sync += w_done.eq(1)
-
-        # ---------------------------------------------------------------- NL feeder
-        n_row = Signal(gsc.DIM_BITS)                 # current row
-        e_c = Signal(gsc.DIM_BITS + 1)               # next element to read
-        e_act = Signal()
-        o_c = Signal(gsc.DIM_BITS + 1)               # next word to write
-        e_valid = Signal()
-        e_lane = Signal(range(L))
-        e_adv = Signal()
-        m.d.comb += e_adv.eq(~e_valid | nlu.i.ready)
-        e_issue = Signal()
-        m.d.comb += e_issue.eq(e_act & (state == _State.NL_ROW) & e_adv)
-        nl_ra = Mux(nc.in_t, nc.in_addr + e_c * i_ld + (n_row >> lgL),
-                    nc.in_addr + n_row * i_ld + (e_c >> lgL))
-        nl_rb = Mux(nc.in_t, nc.in2_addr + e_c * i_ld + (n_row >> lgL),
-                    nc.in2_addr + n_row * i_ld + (e_c >> lgL))
-        lane_sel = Mux(nc.in_t, n_row, e_c)
-        with m.If(e_adv & (state == _State.NL_ROW)):
-            m.d.sync += [e_valid.eq(e_issue), e_lane.eq(lane_sel[:lgL] if lgL else 0)]
-        with m.If(e_issue):
-            m.d.sync += e_c.eq(e_c + 1)
-            with m.If(e_c + 1 == nlen):
-                m.d.sync += e_act.eq(0)
-        m.d.comb += [nlu.i.valid.eq(e_valid & (state == _State.NL_ROW)),
-                     nlu.res.valid.eq(e_valid & (state == _State.NL_ROW)),
-                     nlu.i.payload.eq(ra.data[e_lane]),
-                     nlu.res.payload.eq(rb.data[e_lane])]
-        m.d.comb += nlu.cmd.payload.eq(nc.cmd)
-
-        # NL results
-        nl_take = Signal()
-        out_r = Mux(nc.out_t, o_c, n_row)
-        out_c = Mux(nc.out_t, n_row, o_c)
-        with m.If((state == _State.NL_ROW) & nlu.o.valid):
-            with m.If(nlu.o.payload.error | ~nl_row_fn):
-                m.d.comb += nl_take.eq(1)
-            with m.Else():
-                m.d.comb += [cw_req.eq(1),
-                             cw_addr.eq(nc.out_addr + out_r * o_ld + (out_c >> lgL)),
-                             cw_en.eq(Const(1, L) << out_c[:lgL]),
-                             nl_take.eq(granted)]
-                m.d.comb += [cw_data[lane].eq(nlu.o.payload.data) for lane in range(L)]
-        m.d.comb += nlu.o.ready.eq(nl_take)
-
-        # ---------------------------------------------------------------- send
-        s_idx = Signal(AB)
-        s_act = Signal()
-        s_valid = Signal()
-        s_off = Signal(cfg.offset_bits)
-        s_adv = Signal()
-        m.d.comb += s_adv.eq(~s_valid | self.o.ready)
-        s_issue = Signal()
-        m.d.comb += s_issue.eq(s_act & (state == _State.SEND) & s_adv)
-        with m.If(s_adv & (state == _State.SEND)):
-            m.d.sync += [s_valid.eq(s_issue), s_off.eq(c.dest_addr + s_idx)]
-        with m.If(s_issue):
-            m.d.sync += s_idx.eq(s_idx + 1)
-            with m.If(s_idx + 1 == s_cnt):
-                m.d.sync += s_act.eq(0)
-        m.d.comb += [self.o.valid.eq(s_valid & (state == _State.SEND)),
-                     self.o.payload.data.eq(ra.data),
-                     self.o.payload.dest.eq(c.dest),
-                     self.o.payload.tag.layer.eq(c.layer),
-                     self.o.payload.tag.stage.eq(0),
-                     self.o.payload.tag.offset.eq(s_off)]
-
-        # ---------------------------------------------------------------- read ports
-        with m.Switch(state):
-            with m.Case(_State.GEMM):
-                m.d.comb += [ra.addr.eq(gemm_ra), rb.addr.eq(gemm_rb),
-                             ra.en.eq(adv), rb.en.eq(adv)]
-            with m.Case(_State.NL_ROW):
-                m.d.comb += [ra.addr.eq(nl_ra), rb.addr.eq(nl_rb),
-                             ra.en.eq(e_adv), rb.en.eq(e_adv)]
-            with m.Case(_State.SEND):
-                m.d.comb += [ra.addr.eq(s_src + s_idx), ra.en.eq(s_adv)]
+        with m.Elif(stage_valid):
+            m.d.comb += [wp.addr.eq(stage_w.addr), wp.data.eq(stage_w.data),
+                         wp.en.eq(stage_w.en)]
 
         # ---------------------------------------------------------------- sequencer
+        error = Signal()
+        m.d.comb += self.error.eq(error)
+        nl_word = nlu.o.valid & nlu.o.ready
+
+        def send(src, count):
+            m.d.comb += [sender.start.eq(1), sender.src.eq(src), sender.count.eq(count)]
+            m.d.sync += state.eq(_State.SEND)
+
         def finish(span, base):
             with m.If(remote):
-                m.d.sync += [state.eq(_State.SEND), s_src.eq(base), s_cnt.eq(span),
-                             s_idx.eq(0), s_act.eq(1), s_valid.eq(0)]
+                send(base, span)
             with m.Else():
                 m.d.sync += state.eq(_State.IDLE)
+
+        def refuse():
+            m.d.sync += [error.eq(1), state.eq(_State.IDLE)]
 
         with m.Switch(state):
             with m.Case(_State.IDLE):
@@ -579,46 +353,38 @@ class SystolicCore(wiring.Component):
                 with m.If(self.cmd.valid):
                     m.d.sync += [c.eq(self.cmd.payload), state.eq(_State.CHECK)]
             with m.Case(_State.CHECK):
-                m.d.sync += [lda.eq(a_ld), ldb.eq(b_ld), ldc.eq(Mux(c.op == Opcode.GEMM,
-                                                                      c_ld, 0)),
-                             ow_hi.eq((Const(1, 17) << (g.out_width - 1)[:4]) - 1),
-                             ow_lo.eq(-(Const(1, 17) << (g.out_width - 1)[:4]))]
+                m.d.sync += [lda.eq(a_ld), ldb.eq(b_ld), ldc.eq(c_ld)]
                 with m.Switch(c.op):
                     with m.Case(Opcode.GEMM):
                         with m.If(gemm_ok):
-                            m.d.sync += [state.eq(_State.GEMM), f_act.eq(1), f_m0.eq(0),
-                                         f_n0.eq(0), f_k.eq(0), f_j.eq(0), d_valid.eq(0),
-                                         w_m0.eq(0), w_n0.eq(0), w_v.eq(0), w_i.eq(0),
-                                         w_done.eq(0)]
+                            m.d.comb += [fetch.start.eq(1), wb.start.eq(1)]
+                            m.d.sync += state.eq(_State.GEMM)
                         with m.Else():
-                            m.d.sync += [error.eq(1), state.eq(_State.IDLE)]
+                            refuse()
                     with m.Case(Opcode.NL):
                         with m.If(nl_ok):
                             m.d.sync += [state.eq(_State.NL_CMD), n_row.eq(0)]
                         with m.Else():
-                            m.d.sync += [error.eq(1), state.eq(_State.IDLE)]
+                            refuse()
                     with m.Case(Opcode.SEND):
                         with m.If(send_ok):
-                            m.d.sync += [state.eq(_State.SEND), s_src.eq(sd.src),
-                                         s_cnt.eq(sd.count), s_idx.eq(0), s_act.eq(1),
-                                         s_valid.eq(0)]
+                            send(sd.src, sd.count)
                         with m.Else():
-                            m.d.sync += [error.eq(1), state.eq(_State.IDLE)]
+                            refuse()
                     with m.Default():
-                        m.d.sync += [error.eq(1), state.eq(_State.IDLE)]
+                        refuse()
             with m.Case(_State.GEMM):
-                with m.If(w_done):
+                with m.If(wb.done):
                     finish(c_span, g.c_addr)
             with m.Case(_State.NL_CMD):
                 m.d.comb += nlu.cmd.valid.eq(1)
                 with m.If(nlu.cmd.ready):
-                    m.d.sync += [state.eq(_State.NL_ROW), e_c.eq(0), e_act.eq(1),
-                                 e_valid.eq(0), o_c.eq(0)]
+                    m.d.comb += [feeder.start.eq(1), writer.start.eq(1)]
+                    m.d.sync += state.eq(_State.NL_ROW)
             with m.Case(_State.NL_ROW):
-                with m.If(nl_take):
-                    m.d.sync += o_c.eq(o_c + 1)
+                with m.If(nl_word):
                     with m.If(nlu.o.payload.error):
-                        m.d.sync += [error.eq(1), state.eq(_State.IDLE)]
+                        refuse()
                     with m.Elif(nlu.o.payload.last):
                         with m.If(n_row + 1 != nc.rows):
                             m.d.sync += [n_row.eq(n_row + 1), state.eq(_State.NL_CMD)]
@@ -627,6 +393,6 @@ class SystolicCore(wiring.Component):
                         with m.Else():
                             m.d.sync += state.eq(_State.IDLE)
             with m.Case(_State.SEND):
-                with m.If(~s_act & (~s_valid | self.o.ready)):
+                with m.If(sender.done):
                     m.d.sync += state.eq(_State.IDLE)
         return m
