@@ -85,21 +85,26 @@ class SystolicCore(wiring.Component):
     One command at a time from ``cmd`` (:func:`command_layout`, encoded by
     :func:`golden.systolic_core.encode_command`, semantics and refusals in
     :mod:`golden.systolic_core`): the core latches it (1 cycle), checks its fields (1
-    cycle; a bad command sets ``error`` and is dropped), runs it, and takes the next command
-    in the cycle after the last result was written or sent.
+    cycle; a bad command sets ``error`` and is dropped), runs it through its stages
+    (:mod:`hdl.systolic.core_stages`), and takes the next command in the cycle after the
+    last result was written or sent. Cycles per command, with no ``wr`` traffic and ``o``
+    always ready: :func:`golden.systolic_core.command_cycles` (exact).
 
-    - ``GEMM``: folds of ``rows x cols`` output tiles (``M`` outer, ``N`` inner, ``K`` any
-      length) through the :class:`SystolicArray`. Each input vector is one memory word per
+    - ``GEMM`` (:class:`~hdl.systolic.core_stages.GemmFetch` -> :class:`SystolicArray` ->
+      :class:`~hdl.systolic.core_stages.GemmWriteback`): folds of ``rows x cols`` output
+      tiles (``M`` outer, ``N`` inner, ``K`` any length). An input vector is one word per
       operand when memory holds ``A^T`` and ``B`` (two read ports: one vector per cycle, the
-      array's own schedule), else ``rows`` (``A``) or ``cols`` (``B^T``) element reads per
-      vector; ``a_eye`` generates the identity (a transpose of ``B`` through the array, ``rows``
-      input vectors per fold). The write-back applies ``out_shift`` (round half up) and the
-      ``out_width`` saturation and writes one word per output vector (``C^T``: the vector is
-      one row of ``C^T``, a ``rows``-lane slice of a word) or one element per cycle (``C``).
-    - ``NL``: per row one command to the :class:`NonlinearUnit`, the row's elements read one
-      per cycle (any layout), its words written one element per cycle.
-    - ``SEND`` (and a GEMM/NL result for another node): one word per cycle on ``o``, with
-      backpressure.
+      array's own schedule: ``cycle_model`` of the folds + 4 cycles per command), else
+      ``rows`` (``A``) or ``cols`` (``B^T``) element reads; ``a_eye`` generates the identity
+      (a transpose of ``B`` through the array, ``rows`` vectors per fold). The write-back
+      applies ``out_shift`` (round half up) and the ``out_width`` saturation and writes one
+      word per output vector for ``C^T`` (a ``rows``-lane slice of a row of ``C^T``), one
+      element per cycle for ``C``; ``out_width`` 0 writes 32-bit results as lane pairs.
+    - ``NL`` (:class:`~hdl.systolic.core_stages.RowFeeder` -> :class:`NonlinearUnit` ->
+      :class:`~hdl.systolic.core_stages.RowWriter`): per row one unit command, the row's
+      elements read one per cycle (any layout), its words written one element per cycle.
+    - ``SEND`` (:class:`~hdl.systolic.core_stages.WordSender`), also after a GEMM or NL
+      result for another node: one word per cycle on ``o``, held under backpressure.
 
     Memory writes: ``wr`` has priority over the core's own writes (``wr.ready`` is always
     1, so the NoC is never held by the core); a core write waits while ``wr`` writes.

@@ -1,9 +1,11 @@
-"""SystolicCore test environment (Amaranth simulator): load a memory image through ``wr``, run
-a program from ``cmd``, collect ``o``, with random idle cycles and backpressure, and the
-golden execution model of :mod:`golden.systolic_core` to compare against.
+"""SystolicCore test environment: load a memory image through ``wr``, run a program from
+``cmd``, collect ``o``, with random idle cycles and backpressure, against the golden execution
+model of :mod:`golden.systolic_core`. :func:`run_sim` runs the Amaranth simulator
+(``tb/test_systolic_core_sim.py``), :class:`CoreBench` a cocotb top level
+(``tb/test_systolic_core_verilator.py``).
 
-Used by ``tb/test_systolic_core_sim.py``. The core's memory is observed through its own
-interface: a program ends with ``SEND`` commands of the words to check (:func:`dump`).
+The core's memory is observed through its own interface: a program ends with ``SEND``
+commands of the words to check (:func:`dump`).
 """
 
 import random
@@ -17,7 +19,7 @@ from hdl.systolic.core import SystolicCore
 from tb.packing import pack, unpack
 from tb.sim_streams import stream_get, stream_put
 
-__all__ = ["run_sim", "dump", "random_memory", "DUMP_NODE"]
+__all__ = ["run_sim", "dump", "random_memory", "compare_sent", "CoreBench", "DUMP_NODE"]
 
 #: The node a test's memory dump is sent to (any node other than the core's).
 DUMP_NODE = 3
