@@ -103,6 +103,15 @@ class ChipConfig:
     reram_row_write_s : float
         Time to program one crossbar row with program-and-verify, all crossbars of the chip in
         parallel. Not in the papers: 1 us.
+    noc_buffer : int
+        Input buffer depth per VC in flits (the NoC RTL's ``buffer``, 8); the timing model's
+        zero-load times do not depend on it.
+    pim_mem_words : int
+        Local memory words of a ReRAM core (``vector_length`` 16-bit elements each; the RTL's
+        ``PimCore(mem_words=)``). Not in the papers: 4096.
+
+    The chip RTL's vectors (:attr:`vector_length`) are ``max(tile.rows, systolic_rows)``
+    16-bit elements.
     """
 
     dims: tuple = (4, 4, 4)
@@ -121,6 +130,8 @@ class ChipConfig:
     hbm_bytes_per_s: float = 256e9
     nl_lanes: int = 128
     reram_row_write_s: float = 1e-6
+    noc_buffer: int = 8
+    pim_mem_words: int = 4096
 
     def __post_init__(self):
         d = self.dims
@@ -146,6 +157,14 @@ class ChipConfig:
         check_int("flit_bits", self.flit_bits, 8, 1024)
         check_int("vcs", self.vcs, 1, 16)
         check_int("nl_lanes", self.nl_lanes, 1, 4096)
+        check_int("noc_buffer", self.noc_buffer, 3, 256)
+        check_int("pim_mem_words", self.pim_mem_words, 2, 32768)
+
+    @property
+    def vector_length(self):
+        """Elements of every NoC vector and core memory word of the chip RTL:
+        ``max(tile.rows, systolic_rows)``."""
+        return max(self.tile.rows, self.systolic_rows)
 
     @property
     def cores_per_tier(self):
