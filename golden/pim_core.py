@@ -95,7 +95,7 @@ class CoreConfig:
     mem_words : int
         Local memory words, 2 to 32768.
     max_cols : int or None
-        Longest output row (columns); ``None``: ``tiles * tile.outputs``.
+        Longest output row (columns); ``None`` or 0: ``tiles * tile.outputs``.
     """
     tiles: int = 16
     tile: TileConfig = field(default_factory=TileConfig)
@@ -114,7 +114,7 @@ class CoreConfig:
         if self.ni.length % self.tile.rows:
             raise ValueError(f"tile.rows ({self.tile.rows}) must divide the vector length "
                              f"ni.length ({self.ni.length})")
-        if self.max_cols is None:
+        if self.max_cols is None or self.max_cols == 0:
             object.__setattr__(self, "max_cols", self.tiles * self.tile.outputs)
         check_int("max_cols", self.max_cols, 1, 1 << 20)
         if self.ni.elem_width < self.tile.input_bits:

@@ -304,5 +304,35 @@ def test_constructor_errors():
         PimCore(0, tile=TINY, ni=NI)
     with pytest.raises(ValueError, match="must divide the vector length"):
         PimCore(2, tile=TINY, ni=NiConfig(elem_width=16, length=6))
-    with pytest.raises(TypeError, match="tile must be a golden.pim_tile.TileConfig"):
+    with pytest.raises(TypeError, match="Tile must be a golden.pim_tile.TileConfig or one of"):
         PimCore(2, tile={"rows": 4}, ni=NI)
+
+
+def test_constructor_presets_and_max_cols():
+    with pytest.raises(TypeError, match="Max_cols must be a non-negative integer"):
+        PimCore(2, tile=TINY, ni=NI, max_cols=-1)
+    with pytest.raises(TypeError, match="Ni must be a golden.network_interface.NiConfig or one of"):
+        PimCore(2, tile=TINY, ni="small")
+    core = PimCore(8, tile="regression", ni="regression", mem_words=256)
+    from golden.chip import REGRESSION_TILE
+    assert core.tile == REGRESSION_TILE and core.ni.length == 32 and core.max_cols == 8 * 256
+    assert core.config == CoreConfig(tiles=8, tile=REGRESSION_TILE, ni=core.ni, mem_words=256)
+
+
+def test_verilog_one_tile_module_and_macros():
+    """analog="macro": every tile is one shared module, each has its analog macro instance and
+    the core has no analog ports; analog="ports": the ports are there, no macro."""
+    from hdl.pim_tile.core import macro_name
+    from hdl.verilog import generate_modules
+    top, cells = generate_modules(PimCore(3, tile=TINY, ni=NI, mem_words=32, max_cols=12,
+                                          analog="macro"), "pim_core")
+    assert "pim_tile" in cells and not any(n.startswith("pim_tile_") for n in cells)
+    name = macro_name(TINY)
+    assert name == "reram_crossbars_2x4x8"
+    for k in range(3):
+        assert f"{name} xbars{k} (" in top and f"pim_tile tile{k} (" in top
+    header = top[top.index("module pim_core("):top.index(");")]
+    assert "decision" not in header and "drive" not in header
+    top2, _ = generate_modules(PimCore(3, tile=TINY, ni=NI, mem_words=32, max_cols=12), "pim_core")
+    header2 = top2[top2.index("module pim_core("):top2.index(");")]
+    assert "decision" in header2 and name not in top2

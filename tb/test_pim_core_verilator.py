@@ -35,7 +35,7 @@ from golden.transformer import EncoderLayer, chunk_plan, random_weights, tile_fo
 from hdl.pim_tile.core import PimCore
 from hdl.verilog import generate
 from tb import runner
-from tb.env.pim_core import crossbar_macro_verilog
+from tb.env.pim_core import core_macros_verilog
 
 SMALL_TILE = dict(crossbars=4, rows=16, cols=16, input_bits=6, weight_bits=8, adc_bits=8,
                   resolutions=(6, 7, 8), adcs_per_xbar=1, group=2, row_blocks=2, outputs=16,
@@ -241,15 +241,15 @@ async def regression_wqkv_noisy(dut):
 # -- pytest ---------------------------------------------------------------------------------
 
 @functools.lru_cache(maxsize=None)
-def _verilog(params_json):
+def _verilog(params_json, memory):
     cfg = _config(json.loads(params_json))
     core = PimCore(cfg.tiles, tile=cfg.tile, ni=cfg.ni, mem_words=cfg.mem_words,
-                   max_cols=cfg.max_cols, analog="macro")
-    return generate(core, "pim_core") + crossbar_macro_verilog(cfg.tile)
+                   max_cols=cfg.max_cols, analog="macro", memory=memory)
+    return generate(core, "pim_core") + core_macros_verilog(cfg, memory=memory)
 
 
-def _run(params, name, testcase):
-    runner.run(_verilog(json.dumps(params)), "pim_core", "tb.test_pim_core_verilator", name=name,
+def _run(params, name, testcase, memory="amaranth"):
+    runner.run(_verilog(json.dumps(params), memory), "pim_core", "tb.test_pim_core_verilator", name=name,
                testcase=testcase, extra_env={"PIM_CORE": json.dumps(params)}, top_only=True)
 
 
@@ -261,4 +261,5 @@ def test_pim_core_small(testcase):
 
 @pytest.mark.parametrize("testcase", ["regression_wqkv", "regression_wqkv_noisy"])
 def test_pim_core_regression(testcase):
-    _run(REGRESSION, "pim_core_regression", testcase)
+    """The regression tile, with blackbox SRAMs (memory="macro", as in the chip)."""
+    _run(REGRESSION, "pim_core_regression", testcase, memory="macro")

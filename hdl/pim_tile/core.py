@@ -1,6 +1,7 @@
 """ReRAM PIM core: PIM tiles, a local memory and the input/output sequencer (issue 18)."""
 
-from amaranth import Array, Cat, ClockSignal, Const, Module, Mux, ResetSignal, Signal, signed, unsigned
+from amaranth import (Array, Cat, ClockSignal, Const, Module, Mux, ResetSignal, Shape, Signal,
+                      signed, unsigned)
 from amaranth.hdl import Instance
 from amaranth.lib import data, enum, stream, wiring
 from amaranth.lib.memory import Memory
@@ -18,7 +19,8 @@ from ..registry import block
 from .layouts import cfg_layout, ubits
 from .tile import PimTile
 
-__all__ = ["PimCore", "command_layout", "write_layout", "Op", "macro_name", "ANALOG_PORTS"]
+__all__ = ["PimCore", "command_layout", "write_layout", "Op", "macro_name", "sram_name", "memories",
+           "ANALOG_PORTS"]
 
 #: The analog ports of a tile, ``{name: direction seen from the tile}``.
 ANALOG_PORTS = {"drive": "out", "sample": "out", "column": "out", "trial": "out",
@@ -47,6 +49,70 @@ def write_layout(cfg):
 def macro_name(tile):
     """Verilog module name of a tile's analog crossbars: ``reram_crossbars_<X>x<R>x<C>``."""
     return f"reram_crossbars_{tile.crossbars}x{tile.rows}x{tile.cols}"
+
+
+def sram_name(depth, width, transparent):
+    """Verilog module name of a blackbox SRAM (``memory="macro"``):
+    ``pim_sram_<depth>x<width>_<t|n per read port>`` (``t``: transparent for the write)."""
+    return f"pim_sram_{depth}x{width}_" + "".join("t" if t else "n" for t in transparent)
+
+
+def memories(cfg):
+    """The core's memories, ``{name: (shape, depth, transparent)}``: the local memory
+    ``"mem"`` (``mem_words`` words, one plain read port) and the row buffer ``"rowbuf"``
+    (``row_words`` words of ``acc_width``-bit elements; read ports: the accumulator's,
+    transparent, and the drain's)."""
+    return {"mem": (data.ArrayLayout(signed(cfg.elem_width), cfg.length), cfg.mem_words, (False,)),
+            "rowbuf": (data.ArrayLayout(signed(cfg.acc_width), cfg.length), max(cfg.row_words, 2),
+                       (True, False))}
+
+
+class _Port:
+    """The members of a memory port that the core uses (``addr``, ``data``, ``en``)."""
+
+    def __init__(self, name, shape, depth):
+        self.addr = Signal(ubits(depth), name=f"{name}_addr")
+        self.data = Signal(shape, name=f"{name}_data")
+        self.en = Signal(name=f"{name}_en")
+
+
+def _ram(m, name, shape, depth, transparent, memory):
+    """A one-write, ``len(transparent)``-read synchronous memory: an Amaranth ``Memory`` or a
+    blackbox SRAM :func:`sram_name` (ports ``clk``, ``we``, ``waddr``, ``wdata``, ``raddr<k>``,
+    ``rdata<k>``; every read port always enabled, ``rdata<k>`` the row at the previous edge's
+    ``raddr<k>``, the written data for a transparent port reading the row being written).
+    Returns ``(write port, read ports)``."""
+    if memory == "amaranth":
+        m.submodules[name] = mem = Memory(shape=shape, depth=depth, init=[])
+        wp = mem.write_port()
+        return wp, tuple(mem.read_port(transparent_for=(wp,) if t else ()) for t in transparent)
+    width = Shape.cast(shape).width
+    wp = _Port(f"{name}_w", shape, depth)
+    rps = tuple(_Port(f"{name}_r{k}", shape, depth) for k in range(len(transparent)))
+    ports = {"i_clk": ClockSignal(), "i_we": wp.en, "i_waddr": wp.addr, "i_wdata": wp.data}
+    for k, rp in enumerate(rps):
+        ports[f"i_raddr{k}"] = rp.addr
+        ports[f"o_rdata{k}"] = rp.data
+    m.submodules[name] = Instance(sram_name(depth, width, transparent), **ports)
+    return wp, rps
+
+
+def _preset(name, value, cls):
+    """A configuration object, or a preset name: ``"atleus"`` (full size) or ``"regression"``
+    (:data:`golden.chip.REGRESSION_CHIP`'s)."""
+    if isinstance(value, cls):
+        return value
+    if value == "atleus":
+        return TileConfig() if cls is TileConfig else NiConfig(
+            payload_width=32, elem_width=32, length=128, nodes=64)
+    if value == "regression":
+        from golden.chip import REGRESSION_CHIP as rc
+        if cls is TileConfig:
+            return rc.tile
+        return NiConfig(payload_width=32, elem_width=32, nodes=rc.dims[0] * rc.dims[1] * rc.dims[2],
+                        length=max(rc.tile.rows, rc.systolic_rows))
+    raise TypeError(f"{name.capitalize()} must be a {cls.__module__}.{cls.__name__} or one of "
+                    f"'atleus', 'regression', not {value!r}")
 
 
 def _analog_shapes(t):
@@ -87,11 +153,13 @@ def _next_set(m, mask, n, name):
 
 @block("pim_core",
        tiles="PIM tiles of the core, one shared tile configuration (Atleus: 16)",
-       tile="a golden.pim_tile.TileConfig (default: Atleus's 96 crossbars of 128x128)",
-       ni="a golden.network_interface.NiConfig (default: the chip's: 32-bit elements, 128 lanes)",
+       tile="a golden.pim_tile.TileConfig, or atleus (96 crossbars of 128x128) or regression",
+       ni="a golden.network_interface.NiConfig, or atleus (32-bit elements, 128 lanes, 64 nodes) "
+          "or regression (32-bit, 32 lanes, 8 nodes)",
        mem_words="local memory words of ni.length elements (2-32768)",
-       max_cols="longest output row in columns (default tiles * tile.outputs)",
-       analog="ports (analog ports at the top, tests) or macro (a blackbox per tile)")
+       max_cols="longest output row in columns (0: tiles * tile.outputs)",
+       analog="ports (analog ports at the top, tests) or macro (a blackbox per tile)",
+       memory="amaranth (Memory: storage in the Verilog) or macro (blackbox SRAMs)")
 class PimCore(wiring.Component):
     """ReRAM PIM core: ``tiles`` PIM tiles, a local memory and an input/output sequencer.
 
@@ -131,21 +199,29 @@ class PimCore(wiring.Component):
     ----------
     tiles : int
         Tiles in the core (1 to 64).
-    tile : golden.pim_tile.TileConfig or None
-        The tiles' configuration (``None``: Atleus's defaults).
-    ni : golden.network_interface.NiConfig or None
-        The network-interface parameters (``elem_width``, ``length``, ``nodes``, tag widths;
-        ``None``: the full-size chip's, 32-bit elements, 128 lanes, 64 nodes).
+    tile : golden.pim_tile.TileConfig or str
+        The tiles' configuration, or ``"atleus"`` (``TileConfig()``) or ``"regression"``
+        (``golden.chip.REGRESSION_TILE``).
+    ni : golden.network_interface.NiConfig or str
+        The network-interface parameters (``elem_width``, ``length``, ``nodes``, tag widths),
+        or ``"atleus"`` (the full-size chip's: 32-bit elements, 128 lanes, 64 nodes) or
+        ``"regression"`` (``REGRESSION_CHIP``'s: 32-bit elements, 32 lanes, 8 nodes).
     mem_words : int
         Local memory words (2 to 32768).
-    max_cols : int or None
-        Longest output row (``None``: ``tiles * tile.outputs``): the row buffer's size.
+    max_cols : int
+        Longest output row (``0``: ``tiles * tile.outputs``): the row buffer's size.
     analog : {"ports", "macro"}
         ``"ports"``: each tile's analog ports are ports of the core (arrays over the tiles);
         ``"macro"``: each tile's analog ports go to an ``Instance`` of the blackbox
         :func:`macro_name` (ports ``clk``, ``rst``, ``drive``, ``sample``, ``column``,
         ``trial``, ``trial_en`` in, ``decision`` out), which simulation supplies
         (:func:`tb.env.pim_core.crossbar_macro_verilog`).
+    memory : {"amaranth", "macro"}
+        The local memory and the row buffer: ``amaranth.lib.memory.Memory`` s (``"amaranth"``:
+        the storage is in the Verilog, with its zero initialization: at the full size's 16.8
+        Mbit this dominates the Verilog generation) or blackbox SRAM instances
+        (:func:`sram_name`, ``"macro"``: a memory compiler's macros in synthesis; simulation
+        supplies them, :func:`tb.env.pim_core.core_macros_verilog`).
 
     Members
     -------
@@ -162,15 +238,20 @@ class PimCore(wiring.Component):
         Only with ``analog="ports"``.
     """
 
-    def __init__(self, tiles=16, *, tile=None, ni=None, mem_words=4096, max_cols=None,
-                 analog="ports"):
-        tile = TileConfig() if tile is None else tile
-        ni = NiConfig(payload_width=32, elem_width=32, length=128, nodes=64) if ni is None else ni
+    def __init__(self, tiles=16, *, tile="atleus", ni="atleus", mem_words=4096, max_cols=0,
+                 analog="ports", memory="amaranth"):
+        tile = _preset("tile", tile, TileConfig)
+        ni = _preset("ni", ni, NiConfig)
         if analog not in ("ports", "macro"):
             raise TypeError(f"Analog must be 'ports' or 'macro', not {analog!r}")
+        if memory not in ("amaranth", "macro"):
+            raise TypeError(f"Memory must be 'amaranth' or 'macro', not {memory!r}")
+        self._memory = memory
+        if not isinstance(max_cols, int) or isinstance(max_cols, bool) or max_cols < 0:
+            raise TypeError(f"Max_cols must be a non-negative integer (0: tiles * tile.outputs), "
+                            f"not {max_cols!r}")
         self._config = CoreConfig(tiles=tiles, tile=tile, ni=ni, mem_words=mem_words,
-                                  max_cols=max_cols)
-        self._max_cols_arg = max_cols
+                                  max_cols=max_cols or None)
         self._analog = analog
         c = self._config
         members = {
@@ -193,11 +274,13 @@ class PimCore(wiring.Component):
         return self._config
 
     tiles = property(lambda self: self._config.tiles, doc="The ``tiles`` parameter.")
-    tile = property(lambda self: self._config.tile, doc="The ``tile`` parameter.")
-    ni = property(lambda self: self._config.ni, doc="The ``ni`` parameter.")
+    tile = property(lambda self: self._config.tile, doc="The tiles' ``TileConfig``.")
+    ni = property(lambda self: self._config.ni, doc="The ``NiConfig``.")
     mem_words = property(lambda self: self._config.mem_words, doc="The ``mem_words`` parameter.")
-    max_cols = property(lambda self: self._max_cols_arg, doc="The ``max_cols`` parameter.")
+    max_cols = property(lambda self: self._config.max_cols,
+                        doc="The longest output row (``tiles * tile.outputs`` for 0).")
     analog = property(lambda self: self._analog, doc="The ``analog`` parameter.")
+    memory = property(lambda self: self._memory, doc="The ``memory`` parameter.")
 
     def elaborate(self, platform):
         m = Module()
@@ -225,13 +308,9 @@ class PimCore(wiring.Component):
                     i_trial=tl.trial, i_trial_en=tl.trial_en, o_decision=tl.decision)
 
         # -- local memory and row buffer
-        m.submodules.mem = mem = Memory(shape=data.ArrayLayout(signed(E), L), depth=W, init=[])
-        rd, wp = mem.read_port(), mem.write_port()
-        m.submodules.rowbuf = rowbuf = Memory(shape=data.ArrayLayout(signed(AW), L),
-                                              depth=max(RW, 2), init=[])
-        rb_w = rowbuf.write_port()
-        rb_acc = rowbuf.read_port(transparent_for=(rb_w,))
-        rb_drn = rowbuf.read_port()
+        mems = memories(cfg)
+        wp, (rd,) = _ram(m, "mem", *mems["mem"], self._memory)
+        rb_w, (rb_acc, rb_drn) = _ram(m, "rowbuf", *mems["rowbuf"], self._memory)
 
         # -- per-tile registers of the core: shadows of N_BLOCKS / N_OUTPUTS, IN_BASE, OUT_COL
         n_blocks = Array(Signal(range(t.row_blocks + 1), init=1, name=f"n_blocks{k}") for k in range(T))

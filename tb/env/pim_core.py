@@ -29,7 +29,8 @@ from golden.pim_core import Op, check_command, decode_command
 
 from .pim_tile import AnalogArray, pack_fields, tile_testbench_verilog
 
-__all__ = ["crossbar_macro_verilog", "MacroServer", "CoreBench", "tile_inputs"]
+__all__ = ["crossbar_macro_verilog", "sram_verilog", "core_macros_verilog", "MacroServer",
+           "CoreBench", "tile_inputs"]
 
 #: Signals of the macro a testbench reads or writes (public in Verilator).
 PUBLIC = ("codes_we", "codes_mask", "codes_data", "codes_bits", "sample", "drive", "sample_any",
@@ -80,6 +81,43 @@ def crossbar_macro_verilog(tile):
     return (f"\n// Behavioural model of the analog crossbars of one PIM tile (tb.env.pim_core):\n"
             f"// a code store answering the SAR trials, written by the testbench.\n"
             f"module {name}(\n" + ",\n".join(keep) + "\n);\n" + decls + body)
+
+
+def sram_verilog(depth, width, transparent):
+    """Behavioural Verilog of a blackbox SRAM of ``PimCore(memory="macro")``
+    (:func:`hdl.pim_tile.core.sram_name`): one write port, a synchronous read port per entry
+    of ``transparent`` (always enabled; a transparent one returns the data being written to
+    the row it reads)."""
+    from hdl.pim_tile.core import sram_name
+    aw = max(1, (depth - 1).bit_length())
+    ports = ["  input clk", "  input we", f"  input [{aw - 1}:0] waddr", f"  input [{width - 1}:0] wdata"]
+    reads = []
+    for k, t in enumerate(transparent):
+        ports += [f"  input [{aw - 1}:0] raddr{k}", f"  output reg [{width - 1}:0] rdata{k}"]
+        if t:
+            reads.append(f"    rdata{k} <= (we && waddr == raddr{k}) ? wdata : mem[raddr{k}];")
+        else:
+            reads.append(f"    rdata{k} <= mem[raddr{k}];")
+    return (f"\n// Behavioural model of a PimCore SRAM macro (tb.env.pim_core).\n"
+            f"module {sram_name(depth, width, transparent)}(\n" + ",\n".join(ports) + "\n);\n"
+            f"  reg [{width - 1}:0] mem [0:{depth - 1}];\n"
+            f"  integer i;\n  initial for (i = 0; i < {depth}; i = i + 1) mem[i] = {width}'d0;\n"
+            f"  always @(posedge clk) begin\n    if (we) mem[waddr] <= wdata;\n"
+            + "\n".join(reads) + "\n  end\nendmodule\n")
+
+
+def core_macros_verilog(cfg, *, memory="macro"):
+    """Every behavioural module a ``PimCore(analog="macro", memory=memory)`` of
+    :class:`golden.pim_core.CoreConfig` ``cfg`` needs in simulation: its tiles' crossbar macro
+    and (``memory="macro"``) its SRAMs. The chip adds this once per distinct core."""
+    from amaranth import Shape
+
+    from hdl.pim_tile.core import memories
+    text = crossbar_macro_verilog(cfg.tile)
+    if memory == "macro":
+        for shape, depth, transparent in memories(cfg).values():
+            text += sram_verilog(depth, Shape.cast(shape).width, transparent)
+    return text
 
 
 def _u(handle):
