@@ -22,7 +22,16 @@ from hdl.chip.top import AtleusChip, chip_ni_config
 from hdl.noc.network_interface import receive_layout, send_layout
 
 __all__ = ["MemCore", "PlaceholderChip", "mem_command", "command_vector", "matrix_words",
-           "words_to_matrix", "ChipBench", "PLACEHOLDER_PIM_WORDS"]
+           "words_to_matrix", "ChipBench", "PLACEHOLDER_PIM_WORDS", "chip_verilog",
+           "build_chip", "HIER_BLOCKS", "TOP"]
+
+#: The chip's top module name.
+TOP = "atleus_chip"
+#: Shared cell modules verilated as hierarchical blocks when the chip is built hierarchically
+#: (:func:`tb.runner.choose_hier_blocks`): the tiles, the systolic rows and the routers. The
+#: cores stay in the flat part, so the analog macros' public signals (beside the tiles in
+#: each PimCore) remain reachable.
+HIER_BLOCKS = ("pim_tile", "systolic_row", "noc_router")
 
 MASK = (1 << ELEM_WIDTH) - 1
 #: Memory words of the placeholder cores on ReRAM tiers.
@@ -150,6 +159,32 @@ class PlaceholderChip(AtleusChip):
 
 
 # --------------------------------------------------------------------------------------------
+# The Verilated chip
+
+def chip_verilog(config=REGRESSION_CHIP, *, chip=None):
+    """The Verilog of ``AtleusChip(config)`` (or of ``chip``) with the behavioural model of
+    its tiles' analog crossbar macro (:func:`tb.env.pim_core.crossbar_macro_verilog`: the code
+    store a :class:`tb.env.pim_core.MacroServer` answers from the golden crossbars)."""
+    from hdl.verilog import generate
+    from tb.env.pim_core import crossbar_macro_verilog
+    chip = AtleusChip(config) if chip is None else chip
+    text = generate(chip, TOP)
+    if "reram_crossbars_" in text:
+        text += crossbar_macro_verilog(config.tile)
+    return text
+
+
+def build_chip(config=REGRESSION_CHIP, *, name="chip_regression", verilog=None):
+    """Build (cached) the Verilator model of the chip: top ports public (and the macros'
+    code stores), hierarchical by :func:`tb.runner.choose_hier_blocks` with
+    :data:`HIER_BLOCKS`. Returns ``(build folder, verilog, hier_blocks)``."""
+    from tb import runner
+    verilog = chip_verilog(config) if verilog is None else verilog
+    hier = runner.choose_hier_blocks(verilog, TOP, HIER_BLOCKS)
+    return runner.build(verilog, TOP, name=name, top_only=True, hier_blocks=hier), verilog, hier
+
+
+# --------------------------------------------------------------------------------------------
 # cocotb bench of the host port
 
 class ChipBench:
@@ -222,6 +257,49 @@ class ChipBench:
         wait = self.writes[node] if wait is None else wait
         self.send_vector(node, command_port(self.ni), command_vector(self.L, wait % (1 << 16),
                                                                      command))
+
+    def core(self, node):
+        """The Python object of ``node``'s core (its class and parameters as in the chip, not
+        elaborated): ``.config`` is the golden configuration its ``encode_command`` takes
+        (:class:`golden.systolic_core.CoreConfig` with ``node`` = this node, or
+        :class:`golden.pim_core.CoreConfig`)."""
+        X, Y, _ = self.config.dims
+        chip = self.chip
+        cls, mem_words, args = chip.core_spec(0 if node < X * Y else 1)
+        kwargs = dict(args)
+        if cls.__name__ == "SystolicCore":
+            kwargs["node"] = node
+        return cls(ni=self.ni, mem_words=mem_words, **kwargs)
+
+    @property
+    def chip(self):
+        """The :class:`hdl.chip.AtleusChip` of the bench's configuration (not elaborated)."""
+        if getattr(self, "_chip", None) is None:
+            self._chip = AtleusChip(self.config)
+        return self._chip
+
+    def start_macros(self):
+        """One :class:`tb.env.pim_core.MacroServer` per tile of every ReRAM core (the golden
+        crossbars answering each tile's analog macro): ``{(node, tile): server}``; program a
+        tile's crossbars with ``servers[(node, k)].analog.program(mapping)``."""
+        from tb.env.pim_core import MacroServer
+        X, Y, Z = self.config.dims
+        self.servers = {}
+        for z in range(1, Z):
+            for y in range(Y):
+                for x in range(X):
+                    node = self.config.node(x, y, z)
+                    core = getattr(self.dut, f"node_{x}_{y}_{z}").core
+                    for k in range(self.config.tiles_per_core):
+                        self.servers[(node, k)] = MacroServer(
+                            getattr(core, f"xbars{k}"), self.dut.clk, self.config.tile,
+                            name=f"node {node} tile {k}")
+        return self.servers
+
+    def sim_cycles(self):
+        """Clock cycles since the bench started (cocotb simulation time / period)."""
+        from cocotb.utils import get_sim_time
+        return int(get_sim_time(unit="ns") // 10)
 
     async def receive(self, count, *, timeout=100000):
         """Wait for ``count`` vectors on ``host_o`` and return them (popped) as
