@@ -333,9 +333,11 @@ class PimCoreModel:
         A command was refused (sticky).
     reset()
         The core's reset.
-    program(tile, mapping)
-        The crossbars of tile ``tile`` (a :class:`golden.pim_tile.TileMapping`; noise steps
-        restart at 0, as in a freshly mapped layer). The model takes the tile's registers to
+    program(tile, mapping, step0=0)
+        The crossbars of tile ``tile`` (a :class:`golden.pim_tile.TileMapping`); its next
+        vector is noise step ``step0`` (the golden model keys read and comparator noise by a
+        global vector index: :meth:`golden.transformer.EncoderLayer.project` uses one counter
+        for all its matrices, so W^O's tiles start where W^QKV's calls ended). The model takes the tile's registers to
         be the mapping's (:func:`tile_commands` sent after the last reset); a tile without a
         mapping has every crossbar disabled and outputs zeros.
     write(addr, words)
@@ -363,9 +365,9 @@ class PimCoreModel:
         self.regs = {"n_blocks": [1] * T, "n_outputs": [t.outputs] * T,
                      "in_base": [0] * T, "out_col": [0] * T}
 
-    def program(self, tile, mapping):
+    def program(self, tile, mapping, step0=0):
         self.mappings[tile] = mapping
-        self.steps[tile] = 0
+        self.steps[tile] = step0
 
     def write(self, addr, words):
         words = np.asarray(words, dtype=np.int64).reshape(-1, self.cfg.length)

@@ -84,10 +84,10 @@ def _small_matrix(cfg, rng, noise=None):
     return plan, maps
 
 
-def _load(tb, plan, maps, tiles=None):
+def _load(tb, plan, maps, tiles=None, step0=0):
     tiles = list(range(len(plan))) if tiles is None else tiles
     for k, (r0, r1, c0, c1), m in zip(tiles, plan, maps):
-        tb.program(k, m)
+        tb.program(k, m, step0)
         for word in tile_commands(tb.cfg, k, m, r0, c0):
             tb.command(word)
 
@@ -185,7 +185,7 @@ async def small_reset_and_error(dut):
     assert int(dut.error.value) == 1
 
 
-async def _regression(dut, noise, seed):
+async def _regression(dut, noise, seed, step0=0):
     tb = await _bench(dut, seed, idle=0.1, backpressure=0.2)
     cfg, rng = tb.cfg, np.random.default_rng(seed)
     lc = REGRESSION_LAYER
@@ -194,7 +194,9 @@ async def _regression(dut, noise, seed):
     assert len(chunks) == 3
     tiles = [0, 2, 3]                          # tile 1 stays out of the mask
     plan = [(r.start, r.stop, c.start, c.stop) for r, c, _ in chunks]
-    _load(tb, plan, [m for _, _, m in chunks], tiles)
+    _load(tb, plan, [m for _, _, m in chunks], tiles, step0)
+    if step0:                                  # the layer's earlier vectors (noise steps)
+        layer.project("wqkv", np.zeros((step0, lc.d_model), dtype=np.int64))
     tokens = 6
     xf = rng.normal(0, 1, (lc.seq_len, lc.d_model))
     layer.calibrate(xf)
@@ -234,8 +236,9 @@ async def regression_wqkv(dut):
 
 @cocotb.test()
 async def regression_wqkv_noisy(dut):
-    """The same with noisy crossbars (the layer's and the tiles' noise draws agree)."""
-    await _regression(dut, NOISY, 6)
+    """The same with noisy crossbars (the layer's and the tiles' noise draws agree), the tiles
+    programmed at noise step 3 (the layer projected 3 vectors before)."""
+    await _regression(dut, NOISY, 6, step0=3)
 
 
 # -- pytest ---------------------------------------------------------------------------------

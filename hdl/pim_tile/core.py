@@ -183,12 +183,27 @@ class PimCore(wiring.Component):
       behind it. A tile's next output vector waits while the row drains.
     - ``SEND``: ``count`` words from local memory to ``o``, one per 2 cycles.
 
-    Throughput: in steady state one token per ``max over the selected tiles of
-    golden.pim_tile.mvm_cycles`` cycles (:func:`golden.pim_core.cycles_per_token`), as long as
-    the collection (``sum of N_OUTPUTS`` cycles) plus the drain (``3 * ceil(out_cols / L)``)
-    and the feed fit within it (they do by a wide margin at the regression and Atleus sizes,
-    except the widest full-size rows); the first row appears one MVM plus the feed, the tile's
+    Throughput: the tiles of a command run in parallel, each on its own copy of the token's
+    input (a tile's input double buffer lets the feeder load token ``k + 1`` while token ``k``
+    computes), so in steady state the core takes one token per ``max over the selected tiles
+    of golden.pim_tile.mvm_cycles`` cycles (:func:`golden.pim_core.cycles_per_token`;
+    ``tb/test_pim_core_verilator.py`` measures it: 678 cycles for 16 x 16 crossbars at 6
+    input bits and a 7-bit ADC), provided the collection (``sum of N_OUTPUTS`` cycles), the
+    drain (``3 * ceil(out_cols / L)``) and the feed (``2 * sum of N_BLOCKS``) of a token fit
+    within it (regression W^QKV: 192 + 18 against 2056; Atleus's widest row, 16 tiles of 384
+    outputs: 6144 + 144 against 8200). The first row appears one MVM plus the feed, the tile's
     output latency, the collection and the drain after the command.
+
+    Element widths: a tile's outputs are ``out_width = out_bits + ceil(log2(crossbars))``
+    bits (28 regression, 31 full size); the row buffer keeps ``acc_width = out_width +
+    ceil(log2(tiles))`` bits, so the sum over row chunks is exact; the requantization then
+    saturates to ``out_bits`` (0: the element width ``ni.elem_width``). With the chip's
+    32-bit elements ``out_shift = 0, out_bits = 0`` sends the exact projection output of
+    :meth:`golden.transformer.EncoderLayer.project` (whenever it fits 32 bits, as every
+    regression output does: the tests check it bit for bit), for the LoRA add and the final
+    saturation of ``_projection_out`` elsewhere; ``out_shift = out_frac_bits + f_in - f_out``
+    with ``out_bits = 0`` does that function's first step here, and with ``out_bits`` the
+    target's width the whole of it for a projection without LoRA.
 
     Bad commands (:func:`golden.pim_core.check_command`) set ``error`` (sticky until reset)
     and are dropped; ``cmd`` is taken again in the next cycle. Reset (also in mid-command)

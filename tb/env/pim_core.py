@@ -265,11 +265,12 @@ class CoreBench:
         from cocotb.simtime import get_sim_time
         return int(get_sim_time(unit="ns") // self.PERIOD_NS)
 
-    def program(self, tile, mapping):
-        """Program tile ``tile``'s crossbars (analog array and model); its registers come with
-        the CONFIG commands (:func:`golden.pim_core.tile_commands`)."""
-        self.model.program(tile, mapping)
-        self.servers[tile].analog.program(mapping)
+    def program(self, tile, mapping, step0=0):
+        """Program tile ``tile``'s crossbars (analog array and model; the next vector is noise
+        step ``step0``); its registers come with the CONFIG commands
+        (:func:`golden.pim_core.tile_commands`)."""
+        self.model.program(tile, mapping, step0)
+        self.servers[tile].analog.program(mapping, step0=step0)
 
     def write(self, addr, words):
         """Queue ``wr`` transfers of ``words`` from ``addr`` (the model takes them at once:
