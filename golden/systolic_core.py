@@ -13,7 +13,12 @@
 
 Memory: ``mem_words`` words of ``L`` signed 16-bit elements. A matrix ``R x C`` at word
 ``base`` with leading dimension ``ld`` words (0: ``ceil(C / L)``, the chip's convention) has
-element ``(r, c)`` at word ``base + r * ld + c // L``, lane ``c % L``.
+element ``(r, c)`` at word ``base + r * ld + c // L``, lane ``c % L``. GEMM operands and
+results may start at a lane ``col`` of their first word (``a_col``, ``b_col``, ``c_col``:
+element ``(r, c)`` at column ``col + c``; natural ``ld``: ``ceil((C + col) / L)``), e.g. one
+head's columns of ``Q``; the fast layouts need ``col`` a multiple of the vector's slice
+(``rows`` for ``A^T`` and ``C^T``, ``cols`` for ``B``, ``2 min(rows, L/2)`` for a wide
+``C^T``, 2 for a wide ``C``).
 
 Commands (``op``; every command also carries ``layer``, ``dest``, ``dest_addr``):
 
@@ -41,7 +46,8 @@ row in turn (the last stays) and write nothing.
 chip's shell loops a vector for the core's own node back into its memory).
 
 A command with a bad field is refused (the ``error`` flag, sticky until reset) and nothing
-runs: opcode 3, ``M``/``N``/``K``/``R``/``count`` zero, ``a_eye`` with ``M != K``,
+runs: opcode 3, ``M``/``N``/``K``/``R``/``count`` zero, ``a_eye`` with ``M != K``, a
+misaligned ``a_col``/``b_col``/``c_col``,
 ``out_width`` 1 or above 16, ``out_shift >= acc_width``, a leading dimension smaller than
 its matrix's row, a matrix past ``mem_words``, ``dest >= nodes`` (a sending command), a
 sent word's offset past ``2**offset_bits - 2`` (the top offset is the command port), a row
@@ -180,7 +186,8 @@ def command_fields(cfg):
                        ("a_addr", a, False), ("b_addr", a, False), ("c_addr", a, False),
                        ("a_ld", a, False), ("b_ld", a, False), ("c_ld", a, False),
                        ("a_t", 1, False), ("a_eye", 1, False), ("b_t", 1, False),
-                       ("c_t", 1, False), ("out_shift", 6, False), ("out_width", 5, False)))
+                       ("c_t", 1, False), ("out_shift", 6, False), ("out_width", 5, False),
+                       ("a_col", d, False), ("b_col", d, False), ("c_col", d, False)))
     nlc = ("struct", (("rows", d, False), ("in_addr", a, False), ("in2_addr", a, False),
                       ("out_addr", a, False), ("in_ld", a, False), ("out_ld", a, False),
                       ("in_t", 1, False), ("out_t", 1, False),
@@ -341,14 +348,20 @@ def attention_program(cfg, layer, formats, *, q, k, v, qt, kt, st, pt, ctx, dest
     """The commands of one encoder layer's attention (all heads) on a core whose memory holds
     ``Q``, ``K`` and ``V`` (``seq_len x d_model`` each, row-major) at words ``q``, ``k``, ``v``.
 
-    Per head ``h``: ``Q_h^T`` and ``K_h^T`` through the array (identity GEMMs, to ``qt``,
-    ``kt``), ``S^T = (Q_h K_h^T)^T`` (``st``; ``out_shift = f_q + f_k - f_s``, ``score_bits``),
-    the softmax of ``S``'s rows (read transposed) into ``P^T`` (``pt``), ``C_h = P V_h`` into
-    the context (``ctx``, row-major ``seq_len x d_model``; ``out_width = act_bits``) as
-    ``C_h^T = V_h^T P^T`` stored transposed (every operand and result in a fast layout): exactly
-    :meth:`golden.transformer.EncoderLayer.forward`'s attention (no causal mask). With
-    ``p_addr``, each head's ``P^T`` is also sent to ``dest`` at ``p_addr + h * seq_len``.
-    ``d_head`` must be a multiple of ``L`` (each head a whole word of each row).
+    Per head ``h`` (columns ``h d_head ..`` of Q, K, V: a word and lane offset):
+
+    - ``Q_h^T`` and ``K_h^T`` through the array (identity GEMMs, to ``qt``, ``kt``);
+    - ``S^T = (Q_h K_h^T)^T`` (``st``; ``out_shift = f_q + f_k - f_s``, ``score_bits``);
+    - the softmax of ``S``'s rows (read transposed) into ``P^T`` (``pt``);
+    - ``C_h = P V_h`` into the context (``ctx``, row-major ``seq_len x d_model``,
+      ``out_width = act_bits``): as ``C_h^T = V_h^T P^T`` stored transposed when the head's
+      lane offset is a multiple of ``rows`` (every layout fast), else with ``P^T`` as ``A^T``
+      and ``C_h`` written one element per cycle.
+
+    Exactly :meth:`golden.transformer.EncoderLayer.forward`'s attention (no causal mask).
+    With ``p_addr``, each head's ``P^T`` is also sent to ``dest`` at ``p_addr + h seq_len``.
+    ``d_head`` must be a multiple of ``cols`` (a head's columns of ``K`` and ``V`` are whole
+    slices of the B operand).
 
     Parameters
     ----------
@@ -357,9 +370,9 @@ def attention_program(cfg, layer, formats, *, q, k, v, qt, kt, st, pt, ctx, dest
     formats : dict
         The layer's fractional bits (:meth:`EncoderLayer.calibrate`).
     """
-    n, dh, L = layer.seq_len, layer.d_head, cfg.length
-    if dh % L:
-        raise ValueError(f"d_head ({dh}) must be a multiple of the vector length ({L})")
+    n, dh, L, R = layer.seq_len, layer.d_head, cfg.length, cfg.rows
+    if dh % cfg.cols:
+        raise ValueError(f"d_head ({dh}) must be a multiple of the array's cols ({cfg.cols})")
     if layer.causal:
         raise ValueError("causal attention needs the score mask, which the core does not apply")
     F = formats
@@ -368,29 +381,37 @@ def attention_program(cfg, layer, formats, *, q, k, v, qt, kt, st, pt, ctx, dest
     dest = cfg.node if dest is None else dest
     prog = []
     for h in range(layer.heads):
-        col = h * dh // L
+        word, col = divmod(h * dh, L)
         for src, dst in ((q, qt), (k, kt)):
-            prog.append(encode_command(cfg, "GEMM", m=n, n=dh, k=n, b_addr=src + col, b_ld=ld,
-                                       c_addr=dst, a_eye=1, c_t=1, out_width=ELEM_BITS))
+            prog.append(encode_command(cfg, "GEMM", m=n, n=dh, k=n, b_addr=src + word, b_ld=ld,
+                                       b_col=col, c_addr=dst, a_eye=1, c_t=1,
+                                       out_width=ELEM_BITS))
         prog.append(encode_command(cfg, "GEMM", m=n, n=n, k=dh, a_addr=qt, b_addr=kt,
                                    c_addr=st, a_t=1, c_t=1, out_shift=F["q"] + F["k"] - F["s"],
                                    out_width=layer.score_bits))
         send = {} if p_addr is None else {"dest": dest, "dest_addr": p_addr + h * n}
         prog.append(encode_command(cfg, "NL", rows=n, in_addr=st, in_t=1, out_addr=pt,
                                    out_t=1, cmd=sm, **send))
-        # C_h^T = V_h^T P^T with V_h as A^T and P^T as B, stored transposed: C_h row-major
-        prog.append(encode_command(cfg, "GEMM", m=dh, n=n, k=n, a_addr=v + col, a_ld=ld,
-                                   b_addr=pt, c_addr=ctx + col, c_ld=ld, a_t=1, c_t=1,
-                                   out_shift=layer.act_bits - 1 + F["v"] - F["c"],
-                                   out_width=layer.act_bits))
+        shift = layer.act_bits - 1 + F["v"] - F["c"]
+        if col % R == 0:
+            prog.append(encode_command(cfg, "GEMM", m=dh, n=n, k=n, a_addr=v + word, a_ld=ld,
+                                       a_col=col, b_addr=pt, c_addr=ctx + word, c_ld=ld,
+                                       c_col=col, a_t=1, c_t=1, out_shift=shift,
+                                       out_width=layer.act_bits))
+        else:
+            prog.append(encode_command(cfg, "GEMM", m=n, n=dh, k=n, a_addr=pt, b_addr=v + word,
+                                       b_ld=ld, b_col=col, c_addr=ctx + word, c_ld=ld,
+                                       c_col=col, a_t=1, out_shift=shift,
+                                       out_width=layer.act_bits))
     return prog
 
 
 # -------------------------------------------------------------------------------- model
 
-def matrix_words(rows, ncols, ld, length):
-    """Words spanned by a ``rows x ncols`` matrix of leading dimension ``ld`` (0: natural)."""
-    w = -(-ncols // length)
+def matrix_words(rows, ncols, ld, length, col=0):
+    """Words spanned by a ``rows x ncols`` matrix of leading dimension ``ld`` (0: natural)
+    whose column 0 is at lane ``col`` of its first word."""
+    w = -(-(ncols + col) // length)
     ld = ld or w
     return (rows - 1) * ld + w
 
@@ -496,26 +517,26 @@ class Core:
         ld = ld or self.cfg.words(ncols)
         return base + r * ld + c // L, c % L
 
-    def read_matrix(self, base, nrows, ncols, ld=0):
-        """The ``nrows x ncols`` matrix at ``base`` (int64)."""
-        L = self.cfg.length
-        ld = ld or self.cfg.words(ncols)
+    def read_matrix(self, base, nrows, ncols, ld=0, col=0):
+        """The ``nrows x ncols`` matrix at ``base`` (int64), column 0 at lane ``col``."""
+        ld = ld or self.cfg.words(ncols + col)
+        w = self.cfg.words(ncols + col)
         out = np.zeros((nrows, ncols), dtype=np.int64)
         for r in range(nrows):
-            words = self.memory[base + r * ld: base + r * ld + self.cfg.words(ncols)]
-            out[r] = words.reshape(-1)[:ncols]
+            words = self.memory[base + r * ld: base + r * ld + w]
+            out[r] = words.reshape(-1)[col:col + ncols]
         return out
 
-    def write_matrix(self, base, values, ld=0):
-        """Write ``values`` (``nrows x ncols``) at ``base``; other lanes keep their values."""
+    def write_matrix(self, base, values, ld=0, col=0):
+        """Write ``values`` (``nrows x ncols``) at ``base``, column 0 at lane ``col``; other
+        lanes keep their values."""
         values = np.asarray(values, dtype=np.int64)
         L = self.cfg.length
         nrows, ncols = values.shape
-        ld = ld or self.cfg.words(ncols)
+        ld = ld or self.cfg.words(ncols + col)
         for r in range(nrows):
-            for c0 in range(0, ncols, L):
-                seg = values[r, c0:c0 + L]
-                self.memory[base + r * ld + c0 // L, :len(seg)] = seg
+            for c in range(ncols):
+                self.memory[base + r * ld + (c + col) // L, (c + col) % L] = values[r, c]
 
     # -- commands
     def _valid_dest(self, c, span):
@@ -524,9 +545,9 @@ class Core:
             return True
         return c["dest"] < cfg.nodes and c["dest_addr"] + span <= (1 << cfg.offset_bits) - 1
 
-    def _fits(self, base, nrows, ncols, ld):
-        w = self.cfg.words(ncols)
-        return (ld == 0 or ld >= w) and base + matrix_words(nrows, ncols, ld, self.cfg.length) \
+    def _fits(self, base, nrows, ncols, ld, col=0):
+        w = self.cfg.words(ncols + col)
+        return (ld == 0 or ld >= w) and base + matrix_words(nrows, ncols, ld, self.cfg.length, col) \
             <= self.cfg.mem_words
 
     def check(self, c):
@@ -540,12 +561,20 @@ class Core:
                     or b["out_shift"] >= cfg.acc_width or (b["a_eye"] and m != k):
                 return False
             (ar, ac), (br, bc), (cr, cc) = _gemm_shapes(b)
-            if not b["a_eye"] and not self._fits(b["a_addr"], ar, ac, b["a_ld"]):
+            R, C, L = cfg.rows, cfg.cols, cfg.length
+            wide = b["out_width"] == 0
+            align = ((b["a_col"] % R == 0) if b["a_t"] and not b["a_eye"] else True) \
+                and ((b["b_col"] % C == 0) if not b["b_t"] else True) \
+                and (b["c_col"] % ((2 * min(R, L // 2) if wide else R) if b["c_t"]
+                                   else (2 if wide else 1)) == 0)
+            if not align:
                 return False
-            if not self._fits(b["b_addr"], br, bc, b["b_ld"]) \
-                    or not self._fits(b["c_addr"], cr, cc, b["c_ld"]):
+            if not b["a_eye"] and not self._fits(b["a_addr"], ar, ac, b["a_ld"], b["a_col"]):
                 return False
-            return self._valid_dest(c, matrix_words(cr, cc, b["c_ld"], cfg.length))
+            if not self._fits(b["b_addr"], br, bc, b["b_ld"], b["b_col"]) \
+                    or not self._fits(b["c_addr"], cr, cc, b["c_ld"], b["c_col"]):
+                return False
+            return self._valid_dest(c, matrix_words(cr, cc, b["c_ld"], cfg.length, b["c_col"]))
         if op == 1:
             r, n, fn = b["rows"], b["cmd"]["length"], b["cmd"]["fn"]
             if not r or not n or n > cfg.nl_max_len:
@@ -583,17 +612,20 @@ class Core:
             if b["a_eye"]:
                 a = np.eye(m, dtype=np.int64)
             else:
-                a = systolic.wrap(self.read_matrix(b["a_addr"], ar, ac, b["a_ld"]), IN_WIDTH)
+                a = systolic.wrap(self.read_matrix(b["a_addr"], ar, ac, b["a_ld"], b["a_col"]),
+                                  IN_WIDTH)
                 a = a.T if b["a_t"] else a
-            bm = systolic.wrap(self.read_matrix(b["b_addr"], br, bc, b["b_ld"]), IN_WIDTH)
+            bm = systolic.wrap(self.read_matrix(b["b_addr"], br, bc, b["b_ld"], b["b_col"]),
+                               IN_WIDTH)
             bm = bm.T if b["b_t"] else bm
             acc = self.cfg.acc_width
             y = systolic.output_stage(systolic.gemm(a, bm, acc_width=acc), acc_width=acc,
                                       out_shift=b["out_shift"], out_width=b["out_width"])
             y = y.T if b["c_t"] else y
-            self.write_matrix(b["c_addr"], y if b["out_width"] else split_wide(y), b["c_ld"])
+            self.write_matrix(b["c_addr"], y if b["out_width"] else split_wide(y), b["c_ld"],
+                              b["c_col"])
             if c["dest"] != self.cfg.node:
-                self._send(c, b["c_addr"], matrix_words(cr, cc, b["c_ld"], L))
+                self._send(c, b["c_addr"], matrix_words(cr, cc, b["c_ld"], L, b["c_col"]))
         elif c["op"] == 1:
             cmd = b["cmd"]
             fn, n, r = cmd["fn"], cmd["length"], b["rows"]
@@ -748,7 +780,7 @@ def command_cycles(cfg, command):
         return b["count"] + 3
     if c["op"] == 0:
         _, _, (cr, cc) = _gemm_shapes(b)
-        return gemm_compute_cycles(cfg, b) + (matrix_words(cr, cc, b["c_ld"], L) + 1
+        return gemm_compute_cycles(cfg, b) + (matrix_words(cr, cc, b["c_ld"], L, b["c_col"]) + 1
                                               if remote else 0)
     cmd = b["cmd"]
     if nl_refused(cmd, cfg.nl_max_len):

@@ -54,8 +54,14 @@ def _random_gemm(rng, *, dest=None):
                  a_eye=int(eye), b_t=int(rng.integers(2)), c_t=int(rng.integers(2)),
                  out_shift=int(rng.integers(0, 12)),
                  out_width=int(rng.choice([0, 2, 4, 8, 12, 16])))
+        for key in ("a_col", "b_col", "c_col"):          # lane offsets, mostly aligned
+            if rng.random() < 0.4:
+                g[key] = int(rng.integers(0, CFG.length))
+                if rng.random() < 0.8:
+                    g[key] -= g[key] % (2 * CFG.rows)
         if rng.random() < 0.3:
-            g["c_ld"] = CFG.words(m if g["c_t"] else n) + 1
+            g["c_ld"] = CFG.words((m if g["c_t"] else n) * (1 if g["out_width"] else 2)
+                                  + g.get("c_col", 0)) + 1
         dest = CFG.node if dest is None else dest
         c = gsc.decode_command(CFG, E(CFG, "GEMM", dest=dest, dest_addr=int(rng.integers(0, 99)),
                                       **g))
@@ -111,6 +117,24 @@ def test_gemm_random_layouts(seed):
     writes = [(FREE + i, rng.integers(-1000, 1000, CFG.length)) for i in range(8)]
     out, core = _check(program, memory, writes=writes, seed=seed, idle=0.3, backpressure=0.4)
     assert not core.error and out["rule_checks"] > 0
+
+
+def test_gemm_column_offsets():
+    """Operands and results starting inside a word (one head's columns): every layout with
+    lane offsets, gathered ones unaligned."""
+    rng = np.random.default_rng(17)
+    memory = random_memory(CFG, rng)
+    program = []
+    for at, bt, ct, wide in itertools.product((0, 1), repeat=4):
+        cols = dict(a_col=4 if at else 3, b_col=2 if not bt else 5,
+                    c_col=(8 if wide else 4) if ct else (2 if wide else 7))
+        program.append(E(CFG, "GEMM", m=6, n=5, k=7, a_addr=A0, b_addr=B0, c_addr=C0,
+                         a_t=at, b_t=bt, c_t=ct, out_shift=2, out_width=0 if wide else 12,
+                         dest=2, **cols))
+    program.append(E(CFG, "GEMM", m=6, n=5, k=6, b_addr=B0, c_addr=C0, a_eye=1, c_t=1,
+                     out_width=16, b_col=6, c_col=4, dest=2))
+    _, core = _check(program, memory, seed=18, idle=0.2, backpressure=0.3)
+    assert not core.error
 
 
 def test_gemm_every_layout_and_tiling():
@@ -205,6 +229,42 @@ def test_lora_forward_and_gradients():
     assert np.array_equal(matrix(6, n, d, True), grads["dX"])
 
 
+@pytest.mark.parametrize("d_head", [4, 2])
+def test_attention_program(d_head):
+    """golden.systolic_core.attention_program on the core equals the layer's attention
+    arithmetic (EncoderLayer.forward: the GEMMs' output stages and i_softmax), with heads
+    inside a word: lane offsets aligned (d_head 4 = rows: every layout fast) and not
+    (d_head 2: the context written per element)."""
+    import math
+
+    from golden import systolic
+    from golden.transformer import LayerConfig
+    heads, n = 8 // d_head, 6
+    layer = LayerConfig(d_model=8, heads=heads, d_ff=16, seq_len=n)
+    F = {"q": 5, "k": 5, "v": 5, "s": 6, "c": 5}
+    rng = np.random.default_rng(19)
+    q, k, v = (rng.integers(-128, 128, (n, 8)) for _ in range(3))
+    core = gsc.Core(CFG)
+    Q, K, V, QT, KT, ST, PT, CTX = 0, 6, 12, 18, 26, 34, 40, 46
+    for base, mat in ((Q, q), (K, k), (V, v)):
+        core.write_matrix(base, mat)
+    memory = core.memory.copy()
+    program = gsc.attention_program(CFG, layer, F, q=Q, k=K, v=V, qt=QT, kt=KT, st=ST, pt=PT,
+                                    ctx=CTX) + [dump(CFG, CTX, n)]
+    out, gold = _check(program, memory, seed=20, idle=0.2, backpressure=0.2)
+    assert not gold.error
+    ctx = np.zeros((n, 8), dtype=np.int64)
+    for h in range(heads):
+        sl = slice(h * d_head, (h + 1) * d_head)
+        s_ = systolic.output_stage(systolic.gemm(q[:, sl], k[:, sl].T), out_shift=4,
+                                   out_width=16)
+        p = nl.i_softmax(s_, 2.0 ** -6 / math.sqrt(d_head), out_bits=8)
+        ctx[:, sl] = systolic.output_stage(systolic.gemm(p, v[:, sl]), out_shift=7,
+                                           out_width=8)
+    got = np.array([vec for *_, vec in out["sent"]])[:, :8]
+    assert np.array_equal(got, ctx)
+
+
 # ---------------------------------------------------------------------------- NL and SEND
 
 def test_nl_functions():
@@ -269,6 +329,13 @@ def _bad_commands():
         "C past memory": E(CFG, "GEMM", **(ok | {"c_addr": big - 2})),
         "huge K": E(CFG, "GEMM", **(ok | {"k": 60000})),
         "small ld": E(CFG, "GEMM", **(ok | {"a_ld": 0, "c_ld": 1, "n": 9})),
+        "A^T slice misaligned": E(CFG, "GEMM", **(ok | {"a_col": 2})),
+        "B slice misaligned": E(CFG, "GEMM", **(ok | {"b_col": 1})),
+        "C^T slice misaligned": E(CFG, "GEMM", **(ok | {"c_t": 1, "c_col": 2})),
+        "wide C^T slice misaligned": E(CFG, "GEMM", **(ok | {"c_t": 1, "c_col": 4,
+                                                            "out_width": 0})),
+        "wide C odd column": E(CFG, "GEMM", **(ok | {"c_col": 3, "out_width": 0})),
+        "ld below the slice": E(CFG, "GEMM", **(ok | {"b_col": 6, "b_ld": 1})),
         "dest past nodes": E(CFG, "GEMM", dest=4, **ok),
         "dest_addr at the command port": E(CFG, "GEMM", dest=2, dest_addr=0xFFFE, **ok),
         "NL rows zero": E(CFG, "NL", rows=0, cmd=_nl(UNIT.gelu_command(

@@ -239,9 +239,9 @@ class SystolicCore(wiring.Component):
             return (ncols + (L - 1)) >> lgL
 
         # ---------------------------------------------------------------- field checks
-        def region(base, nrows, ncols, ld):
+        def region(base, nrows, ncols, ld, col=0):
             """(fits in memory, effective ld, words spanned)."""
-            w = words(ncols)
+            w = words(ncols + col)
             eld = Mux(ld == 0, w, ld)
             span = Signal(AB, name="span")
             m.d.comb += span.eq((nrows - 1) * eld + w)
@@ -253,9 +253,16 @@ class SystolicCore(wiring.Component):
         gb_r, gb_c = Mux(g.b_t, gn, gk), Mux(g.b_t, gk, gn)
         wide = g.out_width == 0                      # 32-bit results, two lanes each
         gc_r, gc_c = Mux(g.c_t, gn, gm), Mux(g.c_t, gm, gn) << wide
-        a_ok, a_ld, _ = region(g.a_addr, ga_r, ga_c, g.a_ld)
-        b_ok, b_ld, _ = region(g.b_addr, gb_r, gb_c, g.b_ld)
-        c_ok, c_ld, c_span = region(g.c_addr, gc_r, gc_c, g.c_ld)
+        a_ok, a_ld, _ = region(g.a_addr, ga_r, ga_c, g.a_ld, g.a_col)
+        b_ok, b_ld, _ = region(g.b_addr, gb_r, gb_c, g.b_ld, g.b_col)
+        c_ok, c_ld, c_span = region(g.c_addr, gc_r, gc_c, g.c_ld, g.c_col)
+        lgR, lgC, lgE2 = R.bit_length() - 1, C.bit_length() - 1, min(R, L // 2).bit_length()
+
+        def low(v, bits):
+            return v[:bits] == 0 if bits else Const(1)
+        aligned = ((~g.a_t | g.a_eye | low(g.a_col, lgR)) & (g.b_t | low(g.b_col, lgC))
+                   & Mux(g.c_t, Mux(wide, low(g.c_col, lgE2), low(g.c_col, lgR)),
+                         ~wide | low(g.c_col, 1)))
 
         nlen = nc.cmd.length
         nfn = nc.cmd.fn
@@ -275,7 +282,8 @@ class SystolicCore(wiring.Component):
 
         gemm_ok = ((gm != 0) & (gn != 0) & (gk != 0) & (wide | (g.out_width >= 2))
                    & (g.out_width <= gsc.ELEM_BITS) & (g.out_shift < cfg.acc_width)
-                   & (~g.a_eye | (gm == gk)) & (g.a_eye | a_ok) & b_ok & c_ok & dest_ok(c_span))
+                   & (~g.a_eye | (gm == gk)) & (g.a_eye | a_ok) & b_ok & c_ok & aligned
+                   & dest_ok(c_span))
         nl_ok = ((nc.rows != 0) & (nlen != 0) & (nlen <= cfg.nl_max_len) & i_ok
                  & ((nfn != Function.ADD) | i2_ok)
                  & (~nl_row_fn | (o_ok & dest_ok(o_span))))

@@ -103,7 +103,8 @@ class GemmFetch(wiring.Component):
         d_j = Signal(range(R))
         d_k, d_m0, d_n0 = Signal(_DIM), Signal(_DIM), Signal(_DIM)
         d_aok, d_bok = Signal(), Signal()
-        d_lane = Signal(range(L))
+        d_lane_a, d_lane_b = Signal(range(L)), Signal(range(L))   # gathered elements' lanes
+        d_ga, d_gb = Signal(_DIM + 1), Signal(_DIM + 1)            # fast slices' columns
         gath_a = ~g.a_t & ~g.a_eye
         gath_b = g.b_t
         j_end = Mux(gath_a, R - 1, Mux(gath_b, C - 1, 0))
@@ -119,10 +120,12 @@ class GemmFetch(wiring.Component):
         fb_n = f_n0 + f_j
         a_in = fa_m < gm
         b_in = (fb_n < gn) & (f_j < C)
-        a_fast = g.a_addr + f_k * self.lda + (f_m0 >> lgL)
-        a_gath = g.a_addr + fa_m * self.lda + (f_k >> lgL)
-        b_fast = g.b_addr + f_k * self.ldb + (f_n0 >> lgL)
-        b_gath = g.b_addr + fb_n * self.ldb + (f_k >> lgL)
+        ga, gb = f_m0 + g.a_col, f_n0 + g.b_col     # column of a fast slice
+        ka, kb = f_k + g.a_col, f_k + g.b_col       # column of a gathered element
+        a_fast = g.a_addr + f_k * self.lda + (ga >> lgL)
+        a_gath = g.a_addr + fa_m * self.lda + (ka >> lgL)
+        b_fast = g.b_addr + f_k * self.ldb + (gb >> lgL)
+        b_gath = g.b_addr + fb_n * self.ldb + (kb >> lgL)
         m.d.comb += [ra.addr.eq(Mux(gath_a, Mux(a_in, a_gath, g.a_addr), a_fast)),
                      rb.addr.eq(Mux(gath_b, Mux(b_in, b_gath, g.b_addr), b_fast)),
                      ra.en.eq(adv), rb.en.eq(adv)]
@@ -130,7 +133,8 @@ class GemmFetch(wiring.Component):
         with m.If(adv & self.run):
             m.d.sync += [d_valid.eq(issue), d_final.eq(f_j == j_end),
                          d_last.eq(f_k + 1 == k_end), d_j.eq(f_j), d_k.eq(f_k), d_m0.eq(f_m0),
-                         d_n0.eq(f_n0), d_aok.eq(a_in), d_bok.eq(b_in), d_lane.eq(f_k[:lgL])]
+                         d_n0.eq(f_n0), d_aok.eq(a_in), d_bok.eq(b_in), d_lane_a.eq(ka[:lgL]),
+                         d_lane_b.eq(kb[:lgL]), d_ga.eq(ga), d_gb.eq(gb)]
         with m.If(issue):
             with m.If(f_j != j_end):
                 m.d.sync += f_j.eq(f_j + 1)
@@ -153,8 +157,8 @@ class GemmFetch(wiring.Component):
         g_a = Signal(data.ArrayLayout(signed(8), R))
         g_b = Signal(data.ArrayLayout(signed(8), C))
         elem_a, elem_b = Signal(signed(8)), Signal(signed(8))
-        m.d.comb += [elem_a.eq(Mux(d_aok, ra.data[d_lane][:8], 0)),
-                     elem_b.eq(Mux(d_bok, rb.data[d_lane][:8], 0))]
+        m.d.comb += [elem_a.eq(Mux(d_aok, ra.data[d_lane_a][:8], 0)),
+                     elem_b.eq(Mux(d_bok, rb.data[d_lane_b][:8], 0))]
         with m.If(d_valid):
             for i in range(R):
                 with m.If(d_j == i):
@@ -162,8 +166,8 @@ class GemmFetch(wiring.Component):
             for i in range(C):
                 with m.If(d_j == i):
                     m.d.sync += g_b[i].eq(elem_b)
-        a_grp = (d_m0 >> lgR)[:max(1, lgL - lgR)]
-        b_grp = (d_n0 >> lgC)[:max(1, lgL - lgC)]
+        a_grp = (d_ga >> lgR)[:max(1, lgL - lgR)]
+        b_grp = (d_gb >> lgC)[:max(1, lgL - lgC)]
 
         def fast(word, grp, size, i, name):
             v = Signal(signed(8), name=name)
@@ -249,13 +253,17 @@ class GemmWriteback(wiring.Component):
         w_n = w_n0 + w_v
         w_m = w_m0 + w_i
         i_end = Mux(gm - w_m0 < R, gm - w_m0, R) - 1
-        w_grp = (w_m0 >> lgR)[:max(1, lgL - lgR)] if L > R else Const(0)
+        w_col = Signal(_DIM + 1)                 # C^T: column of the vector's slice
+        m.d.comb += w_col.eq(w_m0 + g.c_col)
+        w_grp = (w_col >> lgR)[:max(1, lgL - lgR)] if L > R else Const(0)
         E = min(R, L // 2)                   # wide C^T: E elements (2 E lanes) per write
         beats = R // E
         wm_b = Signal(gsc.DIM_BITS + 2)       # first element of this write
         m.d.comb += wm_b.eq(w_m0 + w_i * E)
-        wb_word = (wm_b << 1) >> lgL
-        wb_grp = ((wm_b << 1)[:lgL] >> E.bit_length())[:max(1, lgL - E.bit_length())] \
+        wb_pos = Signal(gsc.DIM_BITS + 4)
+        m.d.comb += wb_pos.eq((wm_b << 1) + g.c_col)
+        wb_word = wb_pos >> lgL
+        wb_grp = (wb_pos[:lgL] >> E.bit_length())[:max(1, lgL - E.bit_length())] \
             if 2 * E < L else Const(0)
 
         take = Signal()
@@ -266,7 +274,7 @@ class GemmWriteback(wiring.Component):
                 m.d.comb += take.eq(1)
             with m.Elif(g.c_t & ~wide):
                 m.d.comb += [w.valid.eq(1),
-                             w.payload.addr.eq(g.c_addr + w_n * self.ldc + (w_m0 >> lgL)),
+                             w.payload.addr.eq(g.c_addr + w_n * self.ldc + (w_col >> lgL)),
                              take.eq(granted)]
                 for lane in range(L):
                     i = lane % R
@@ -294,10 +302,11 @@ class GemmWriteback(wiring.Component):
                     for i in range(R):
                         with m.Case(i):
                             m.d.comb += [y_i.eq(ys[i]), y_w.eq(yw[i])]
-                lane0 = Mux(wide, (w_n << 1)[:lgL], w_n[:lgL])
+                col = Signal(gsc.DIM_BITS + 4)
+                m.d.comb += col.eq(Mux(wide, w_n << 1, w_n) + g.c_col)
+                lane0 = col[:lgL]
                 m.d.comb += [w.valid.eq(1),
-                             w.payload.addr.eq(g.c_addr + w_m * self.ldc
-                                               + Mux(wide, (w_n << 1) >> lgL, w_n >> lgL)),
+                             w.payload.addr.eq(g.c_addr + w_m * self.ldc + (col >> lgL)),
                              w.payload.en.eq(Mux(wide, Const(3, L), Const(1, L)) << lane0),
                              take.eq(granted & (w_i == i_end))]
                 m.d.comb += [w.payload.data[lane].eq(Mux(wide, y_w[16 * (lane % 2):][:16], y_i))
