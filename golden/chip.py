@@ -225,13 +225,14 @@ _NETS = {}
 #: The small regression chip the chip RTL is checked on (cycle for cycle against
 #: :func:`time_model`, bit for bit against :class:`golden.transformer.EncoderLayer`): 2x2 cores
 #: on 2 tiers (one systolic, one ReRAM; 3D mesh NoC), 8 tiles of 16 32x32 crossbars per ReRAM
-#: core (lossless 8-bit ADCs: 32 rows x 3 levels < 256), 16x8 systolic arrays with 64 kb SRAM,
-#: one clock for tiles, systolic cores and NoC (as one RTL clock domain), so every op's
+#: core (lossless 8-bit ADCs: 32 rows x 3 levels < 256), 16x8 systolic arrays with 1 Mb SRAM
+#: (Atleus' per core; :func:`golden.chip_program.layer_program` uses 0.8 Mb), 256-word
+#: ReRAM-core memories, one clock for tiles, systolic cores and NoC (as one RTL clock domain), so every op's
 #: ``cycles`` and the schedule's start and end times are in the same cycles.
 REGRESSION_TILE = TileConfig(crossbars=16, rows=32, cols=32, row_blocks=8, outputs=256, group=8)
 REGRESSION_CHIP = ChipConfig(dims=(2, 2, 2), tiles_per_core=8, tile=REGRESSION_TILE, systolic_rows=16,
-                             systolic_cols=8, systolic_sram_bits=1 << 16, f_systolic=1e9, f_tile=1e9,
-                             f_noc=1e9)
+                             systolic_cols=8, systolic_sram_bits=1 << 20, f_systolic=1e9, f_tile=1e9,
+                             f_noc=1e9, pim_mem_words=256)
 #: Its layer: d_model 64, 2 heads, d_ff 256, 16 tokens, LoRA rank 4 on W^Q and W^V.
 REGRESSION_LAYER = LayerConfig(d_model=64, heads=2, d_ff=256, seq_len=16, lora_rank=4)
 
