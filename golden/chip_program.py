@@ -145,17 +145,21 @@ def chip_ni(chip):
                     stage_bits=4, offset_bits=16)
 
 
-def systolic_config(chip, node, mem_words):
+def systolic_config(chip, node):
+    """The :class:`golden.systolic_core.CoreConfig` of the chip's systolic core at ``node``
+    (``hdl.chip.AtleusChip.core_spec``: memory ``systolic_sram_bits`` of ``16 L``-bit words,
+    at most ``HOST_FIRST``; the nonlinear unit's default row buffer)."""
     ni = chip_ni(chip)
+    words = min(HOST_FIRST, systolic_core.sram_words(chip.systolic_sram_bits, ni.length))
     return systolic_core.CoreConfig(rows=chip.systolic_rows, cols=chip.systolic_cols,
-                                    length=ni.length, mem_words=mem_words, node=node,
-                                    nodes=ni.nodes, acc_width=chip.acc_width,
-                                    nl_max_len=max(ni.length, 1024))
+                                    length=ni.length, mem_words=words, node=node,
+                                    nodes=ni.nodes, acc_width=chip.acc_width)
 
 
-def pim_config(chip, mem_words):
+def pim_config(chip):
+    """The :class:`golden.pim_core.CoreConfig` of the chip's ReRAM cores."""
     return pim_core.CoreConfig(tiles=chip.tiles_per_core, tile=chip.tile, ni=chip_ni(chip),
-                               mem_words=mem_words)
+                               mem_words=chip.pim_mem_words)
 
 
 def _words(x, length):
@@ -208,7 +212,7 @@ class _Builder:
 HOST = -1
 
 
-def layer_program(layer, x, grads=None, *, chip=None, sys_mem_words=None, pim_mem_words=None):
+def layer_program(layer, x, grads=None, *, chip=None):
     """Compile ``layer`` (formats calibrated) on input ``x`` (``(seq_len, d_model)`` ints in
     the ``"x"`` format) into a :class:`Program` for ``chip`` (default
     :data:`golden.chip.REGRESSION_CHIP`).
@@ -244,9 +248,8 @@ def layer_program(layer, x, grads=None, *, chip=None, sys_mem_words=None, pim_me
     sys_node = placement.layer_columns[0][0]
     sys_node = chip.node(sys_node[0], sys_node[1], 0)
     pim_nodes = sorted({v[0] for vs in tiles_of.values() for v in vs})
-    big = 1 << 15
-    scfg = systolic_config(chip, sys_node, sys_mem_words or big - 1)
-    pcfg = pim_config(chip, pim_mem_words or big - 1)
+    scfg = systolic_config(chip, sys_node)
+    pcfg = pim_config(chip)
 
     def sys(op, label, *, dest=None, dest_addr=0, **body):
         b.command(sys_node, "systolic",
@@ -287,7 +290,7 @@ def layer_program(layer, x, grads=None, *, chip=None, sys_mem_words=None, pim_me
                                    2.0 ** -F[tname])
         lnc[i] = (b.write(sys_node, c["gamma_q"][None], f"gamma{i}"),
                   b.write(sys_node, c["beta_q"][None], f"beta{i}"), c)
-    zeros = b.alloc(sys_node, n, dff)          # never written: a zero operand for the ADD
+    zeros = b.write(sys_node, np.zeros((n, dff), dtype=np.int64), "zeros")   # ADD's 0 operand
     g_addr = {}
     for lt, (gm, fg) in (grads or {}).items():
         g_addr[lt] = (b.write(sys_node, gm, f"G_{lt}"), fg)
@@ -448,6 +451,10 @@ def layer_program(layer, x, grads=None, *, chip=None, sys_mem_words=None, pim_me
     b.steps += later
     rest = b.steps[cut:]
     steps = b.steps[:cut] + [HostStep(("barrier",), _Continue(rest), "barrier")]
+    for node, top in b.top.items():
+        words = scfg.mem_words if node == sys_node else pcfg.mem_words
+        if top > words:
+            raise ValueError(f"the layer needs {top} words at node {node}, which has {words}")
     prog = Program(chip, layer, steps, tiles_of, {sys_node: scfg}, {p: pcfg for p in pim_nodes},
                    mem_words=dict(b.top), reads=b.reads)
     return prog
