@@ -1,13 +1,19 @@
 """SystolicCore: cocotb + Verilator regression at the regression chip's size (16x8 array,
-L = 32, 512 words), running one encoder layer's attention (both heads: the Q_h, K_h
-transposes through the array, S^T = (Q_h K_h^T)^T, softmax, P V_h) bit-exact with the taps of
-:class:`golden.transformer.EncoderLayer`, with idle cycles and backpressure; and every
-command's cycles against :func:`golden.systolic_core.command_cycles`."""
+L = 32, 2048 words = 1 Mb, the node id on its port):
+
+- one encoder layer's attention (both heads: the Q_h, K_h transposes through the array,
+  S^T = (Q_h K_h^T)^T, softmax, P V_h) bit-exact with the taps of
+  :class:`golden.transformer.EncoderLayer`, with idle cycles and backpressure;
+- every command's cycles against :func:`golden.systolic_core.command_cycles`;
+- the systolic core's share of :mod:`golden.chip_program`'s regression layer (forward with
+  LoRA and the LoRA gradient GEMMs: its memory writes and commands in program order) with
+  every vector it sends equal to the golden core's."""
 
 import os
 
 import cocotb
 import numpy as np
+from cocotb.triggers import RisingEdge
 
 from golden import systolic_core as gsc
 from golden.chip import REGRESSION_LAYER, REGRESSION_TILE
@@ -17,7 +23,9 @@ from hdl.verilog import generate
 from tb import runner
 from tb.env.systolic_core import CoreBench
 
-CONFIG = dict(rows=16, cols=8, length=32, mem_words=512, node=1, nodes=8, nl_max_len=64)
+# The regression chip's systolic core (golden.chip_program.systolic_config(REGRESSION_CHIP, n)):
+# 16x8, L = 32, 1 Mb = 2048 words, the node id from its port.
+CONFIG = dict(rows=16, cols=8, length=32, mem_words=2048, node=-1, nodes=8)
 HOST, HOST_BASE = 0, 0x8000
 # Word addresses: Q, K, V (n x d, 2 words per row), Q_h^T, K_h^T (dh x n), S^T, P^T (n x n),
 # the context (n x d).
@@ -56,7 +64,7 @@ def _words(m, length):
 
 async def _run(dut, *, idle, backpressure, seed):
     cfg, F, t = _layer()
-    bench = CoreBench(dut, CONFIG, seed=seed, idle=idle, backpressure=backpressure)
+    bench = CoreBench(dut, CONFIG, seed=seed, idle=idle, backpressure=backpressure, node_id=1)
     await bench.start()
     L = bench.cfg.length
     for base, name in ((Q, "q"), (K, "k"), (V, "v")):
@@ -90,6 +98,89 @@ async def attention_cycles(dut):
     want = [gsc.command_cycles(bench.cfg, c) for c in program[:-1]]
     assert got == want, f"cycles per command: {got}, golden {want}"
     dut._log.info("cycles per command: %s", got)
+
+
+class _Recorder:
+    """A golden core's memory that logs the writes made from outside the core."""
+
+    def __init__(self, memory, log):
+        self.array, self.log, self.internal = memory, log, False
+
+    def __getitem__(self, key):
+        return self.array[key]
+
+    def __setitem__(self, key, value):
+        self.array[key] = value
+        if not self.internal:
+            value = np.asarray(value, dtype=np.int64).reshape(-1, self.array.shape[1])
+            first = key.start if isinstance(key, slice) else key
+            self.log += [("w", first + j, w) for j, w in enumerate(value)]
+
+
+def _layer_program_trace(node):
+    """The layer program of golden.chip_program on the regression chip, as the systolic core
+    at ``node`` sees it: its memory writes and commands in program order, and what it sent."""
+    from golden import chip_program as cp
+    from golden.chip import REGRESSION_LAYER, REGRESSION_TILE
+    from golden.transformer import EncoderLayer, random_weights
+
+    cfg = REGRESSION_LAYER
+    layer = EncoderLayer(cfg, random_weights(cfg, 0), tile=REGRESSION_TILE, seed=1)
+    rng = np.random.default_rng(0)
+    xf = rng.standard_normal((cfg.seq_len, cfg.d_model))
+    layer.calibrate(xf)
+    x = layer.quantize_input(xf)
+    g = {t: (rng.integers(-128, 128, (cfg.seq_len, cfg.d_model)), 10) for t in cfg.lora_targets}
+    log, sent = [], []
+
+    class Core(gsc.Core):
+        def __init__(self, c, memory=None):
+            super().__init__(c, memory)
+            if c.node == node:
+                self.memory = _Recorder(self.memory, log)
+
+        def execute(self, command):
+            if not isinstance(self.memory, _Recorder):
+                return super().execute(command)
+            log.append(("c", command))
+            self.memory.internal = True
+            try:
+                super().execute(command)
+            finally:
+                self.memory.internal = False
+            sent.extend(self.sent)
+
+    real = cp.systolic_core.Core
+    cp.systolic_core.Core = Core
+    try:
+        cp.execute(cp.layer_program(layer, x, g))
+    finally:
+        cp.systolic_core.Core = real
+    return log, sent
+
+
+@cocotb.test()
+async def layer_program(dut):
+    """The systolic core's share of golden.chip_program's regression layer (forward with
+    LoRA, the LoRA gradient GEMMs) replayed in program order: every vector it sends equals
+    the golden core's."""
+    log, sent = _layer_program_trace(0)
+    bench = CoreBench(dut, CONFIG, seed=3, idle=0.1, backpressure=0.2, node_id=0)
+    await bench.start()
+    commands = 0
+    for kind, *item in log:
+        if kind == "w":
+            bench.write(item[0], [item[1]])
+        else:
+            await bench.wr.wait_sent()
+            bench.command(item[0])
+            await bench.cmd.wait_sent()
+            commands += 1
+            while int(dut.busy.value):
+                await RisingEdge(dut.clk)
+    await bench.drain()
+    assert len(bench.expected) == len(sent) > 0 and commands > 20
+    dut._log.info("%d commands, %d vectors sent", commands, len(sent))
 
 
 def test_systolic_core_verilator():

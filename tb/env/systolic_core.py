@@ -171,14 +171,20 @@ class CoreBench:
     seed : int
     idle, backpressure : float
         Probability of an idle cycle before each command and write; of ``o.ready`` low.
+    node_id : int or None
+        Driven on the ``node_id`` port (a core built with ``node=-1``); the golden model runs
+        as that node.
     """
 
-    def __init__(self, dut, params, *, seed=0, idle=0.0, backpressure=0.0):
+    def __init__(self, dut, params, *, seed=0, idle=0.0, backpressure=0.0, node_id=None):
         import cocotb
         from cocotb.clock import Clock
         self.dut = dut
         self.core = SystolicCore(**params)
         self.cfg = self.core.config
+        if node_id is not None:
+            self.cfg = gsc.CoreConfig(**{**self.cfg.__dict__, "node": node_id})
+            dut.node_id.value = node_id
         self.gold = gsc.Core(self.cfg)
         self.seed, self.idle, self.backpressure = seed, idle, backpressure
         for name in ("cmd", "wr"):
