@@ -5,16 +5,18 @@ Each tile's analog macro is the behavioural code store of :mod:`tb.env.pim_core`
 vector on ``o`` is compared in order with :class:`golden.pim_core.PimCoreModel`, and the
 rows with the transformer's own arithmetic:
 
-- small tiles (4 crossbars of 16 x 16): a 64 x 16 matrix cut by
-  :func:`golden.transformer.chunk_plan` into 2 row chunks x 2 column chunks on 4 tiles (the
-  row chunks summed), ideal and noisy, to memory then SEND, and requantized to ``o``, with
+- small tiles (4 crossbars of 16 x 16, 3 tiles): a 64 x 8 matrix cut by
+  :func:`golden.transformer.chunk_plan` into 2 row chunks on 2 tiles (summed), ideal and
+  noisy, to memory then SEND, and requantized to ``o``, with
   random idle cycles and backpressure; the steady-state cycles per token equal
   :func:`golden.pim_core.cycles_per_token` (the slowest tile's ``mvm_cycles``); a reset in
   mid-MVM and a refused command.
-- the regression tile (``golden.chip.REGRESSION_TILE``, 16 crossbars of 32 x 32) on 4 tiles,
-  3 of them holding ``REGRESSION_LAYER``'s W^QKV (64 x 192) as :class:`EncoderLayer` cuts
-  it: the rows equal ``EncoderLayer.project("wqkv", x)`` bit for bit, noise off and on, and
-  a requantized K projection equals the layer's ``_projection_out`` for ``k``.
+- the regression tile (``golden.chip.REGRESSION_TILE``, 16 crossbars of 32 x 32) on 3 tiles
+  holding ``REGRESSION_LAYER``'s W^QKV (64 x 192) as :class:`EncoderLayer` cuts it (3 column
+  chunks), with the blackbox SRAMs (``memory="macro"``, as in the chip): the rows equal
+  ``EncoderLayer.project("wqkv", x)`` bit for bit, noise off and on (the tiles programmed at a
+  later noise step), and a requantized K projection equals the layer's ``_projection_out``
+  for ``k``.
 """
 
 import functools
@@ -40,10 +42,10 @@ from tb.env.pim_core import core_macros_verilog
 SMALL_TILE = dict(crossbars=4, rows=16, cols=16, input_bits=6, weight_bits=8, adc_bits=8,
                   resolutions=(6, 7, 8), adcs_per_xbar=1, group=2, row_blocks=2, outputs=16,
                   scale_bits=16, scale_frac_bits=16, out_bits=14)
-SMALL = dict(tiles=4, tile=SMALL_TILE, ni=dict(payload_width=32, elem_width=32, length=32, nodes=8),
+SMALL = dict(tiles=3, tile=SMALL_TILE, ni=dict(payload_width=32, elem_width=32, length=32, nodes=8),
              mem_words=64, max_cols=32)
 _L = max(REGRESSION_TILE.rows, REGRESSION_CHIP.systolic_rows)
-REGRESSION = dict(tiles=4, tile={**REGRESSION_TILE.__dict__},
+REGRESSION = dict(tiles=3, tile={**REGRESSION_TILE.__dict__},
                   ni=dict(payload_width=32, elem_width=32, length=_L, nodes=8),
                   mem_words=256, max_cols=256)
 
@@ -71,11 +73,11 @@ async def _bench(dut, seed, **kw):
 
 
 def _small_matrix(cfg, rng, noise=None):
-    """64 x 16 weights cut by chunk_plan (2 row chunks x 2 column chunks) onto tiles 0-3."""
+    """64 x 8 weights cut by chunk_plan into 2 row chunks onto tiles 0-1 (summed)."""
     t = cfg.tile
-    w = rng.normal(0, 0.1, (64, 16))
-    plan = chunk_plan(64, 16, 2, t)
-    assert len(plan) == 4 and len({p[0] for p in plan}) == 2
+    w = rng.normal(0, 0.1, (64, 8))
+    plan = chunk_plan(64, 8, 2, t)
+    assert len(plan) == 2 and len({p[0] for p in plan}) == 2
     maps = [map_matrix(w[r0:r1, c0:c1], t, cell_bits=2, adc_bits=8, seed=i, noise=noise)
             for i, (r0, r1, c0, c1) in enumerate(plan)]
     ofb = min(m.out_frac_bits for m in maps)
@@ -106,24 +108,24 @@ async def _small(dut, noise, seed):
     plan, maps = _small_matrix(cfg, rng, noise)
     _load(tb, plan, maps)
     x = _inputs(rng, cfg.tile.input_bits, 4, 64)
-    want = np.zeros((4, 16), dtype=np.int64)
+    want = np.zeros((4, 8), dtype=np.int64)
     for i, (r0, r1, c0, c1) in enumerate(plan):
         want[:, c0:c1] += tile_forward(maps[i], x[:, r0:r1])
     tb.write(0, matrix_words(x, cfg.length))
     await tb.idle_wait()
     C = functools.partial(encode_command, cfg)
-    tb.command(C(Op.MVM, mask=0b1111, tokens=4, in_addr=0, in_words=2, out_cols=16, out_addr=20))
+    tb.command(C(Op.MVM, mask=0b011, tokens=4, in_addr=0, in_words=2, out_cols=8, out_addr=20))
     tb.command(C(Op.SEND, in_addr=20, tokens=4, dest=3, dest_addr=0x8000, layer=1))
-    tb.command(C(Op.MVM, mask=0b1111, tokens=4, in_addr=0, in_words=2, out_cols=16, to_o=1,
+    tb.command(C(Op.MVM, mask=0b011, tokens=4, in_addr=0, in_words=2, out_cols=8, to_o=1,
                  dest=2, dest_addr=40, out_shift=4, out_bits=8))
     await tb.drain()
-    rows = tb.model.read_matrix(20, 4, 16)
+    rows = tb.model.read_matrix(20, 4, 8)
     assert np.array_equal(rows, want)          # the exact sums of the chunks' tile outputs
 
 
 @cocotb.test()
 async def small_chunks_ideal(dut):
-    """Row and column chunks on 4 tiles, ideal crossbars: to memory, SEND, requantized to o."""
+    """Two row chunks on 2 tiles (summed), ideal crossbars: to memory, SEND, requantized to o."""
     await _small(dut, None, 1)
 
 
@@ -171,7 +173,7 @@ async def small_reset_and_error(dut):
     x = _inputs(rng, cfg.tile.input_bits, 4, 64)
     tb.write(0, matrix_words(x, cfg.length))
     await tb.idle_wait()
-    mvm = encode_command(cfg, Op.MVM, mask=0b1111, tokens=4, in_addr=0, in_words=2, out_cols=16,
+    mvm = encode_command(cfg, Op.MVM, mask=0b011, tokens=4, in_addr=0, in_words=2, out_cols=8,
                          to_o=1, dest=1)
     tb.command(mvm)
     await ClockCycles(dut.clk, 2 * cfg.tile.input_bits * (1 + cfg.tile.cols * 8))
@@ -179,7 +181,7 @@ async def small_reset_and_error(dut):
     _load(tb, plan, maps)
     tb.command(mvm)
     await tb.drain()
-    tb.command(encode_command(cfg, Op.MVM, mask=0b1111, tokens=0, in_words=2, out_cols=16))
+    tb.command(encode_command(cfg, Op.MVM, mask=0b011, tokens=0, in_words=2, out_cols=8))
     tb.command(encode_command(cfg, Op.SEND, in_addr=1, tokens=2, dest=3))
     await tb.drain()
     assert int(dut.error.value) == 1
@@ -192,7 +194,7 @@ async def _regression(dut, noise, seed, step0=0):
     layer = EncoderLayer(lc, random_weights(lc, seed), tile=cfg.tile, noise=noise, seed=seed)
     chunks = layer.chunks("wqkv")
     assert len(chunks) == 3
-    tiles = [0, 2, 3]                          # tile 1 stays out of the mask
+    tiles = [0, 1, 2]
     plan = [(r.start, r.stop, c.start, c.stop) for r, c, _ in chunks]
     _load(tb, plan, [m for _, _, m in chunks], tiles, step0)
     if step0:                                  # the layer's earlier vectors (noise steps)
@@ -205,18 +207,18 @@ async def _regression(dut, noise, seed, step0=0):
     await tb.idle_wait()
     d = lc.d_model
     words = -(-d // cfg.length)
-    tb.command(encode_command(cfg, Op.MVM, mask=0b1101, tokens=tokens, in_addr=0, in_words=words,
+    tb.command(encode_command(cfg, Op.MVM, mask=0b111, tokens=tokens, in_addr=0, in_words=words,
                               out_cols=3 * d, to_o=1, dest=0, dest_addr=0x8000))
     await tb.drain()
     y = layer.project("wqkv", x)
     rows = np.array([v[3] for v in tb.last_received]).reshape(tokens, -1)[:, :3 * d]
     assert np.array_equal(rows, y), "the core's rows differ from EncoderLayer.project"
-    # The K projection alone, requantized by the core: tile 2 (W^K's chunk) moved to column 0.
+    # The K projection alone, requantized by the core: tile 1 (W^K's chunk) moved to column 0.
     fx, fk = layer.formats["x"], layer.formats["k"]
     shift = layer.out_frac_bits("wqkv") + fx - fk
     assert 0 <= shift <= cfg.acc_width
-    tb.command(encode_command(cfg, Op.CONFIG, tile=2, core=1, field=CoreField.OUT_COL, value=0))
-    tb.command(encode_command(cfg, Op.MVM, mask=0b0100, tokens=tokens, in_addr=0, in_words=words,
+    tb.command(encode_command(cfg, Op.CONFIG, tile=1, core=1, field=CoreField.OUT_COL, value=0))
+    tb.command(encode_command(cfg, Op.MVM, mask=0b010, tokens=tokens, in_addr=0, in_words=words,
                               out_cols=d, to_o=1, dest=0, dest_addr=0x8100, out_shift=shift,
                               out_bits=lc.act_bits))
     await tb.drain()
