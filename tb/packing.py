@@ -13,7 +13,8 @@ import numpy as np
 from amaranth.hdl import Shape
 from amaranth.lib import data
 
-__all__ = ["pack", "unpack", "pack_many", "unpack_many", "width"]
+__all__ = ["pack", "unpack", "pack_many", "pack_many_bytes", "unpack_many", "hex_lines",
+           "words_to_bytes", "width"]
 
 _NUMPY_WIDTHS = (8, 16, 32)
 
@@ -137,6 +138,33 @@ def pack_many(layout, values):
     of such arrays. Returns the list of ``n`` ints that :func:`pack` gives item by item
     (values must fit their fields; ValueError names the first one that does not).
     """
+    raw = pack_many_bytes(layout, values)
+    return [int.from_bytes(row.tobytes(), "little") for row in raw]
+
+
+def words_to_bytes(words, width):
+    """Packed ints -> their little-endian bytes, a ``(n, ceil(width / 8))`` uint8 array."""
+    nbytes = (width + 7) // 8
+    return np.frombuffer(b"".join(int(w).to_bytes(nbytes, "little") for w in words),
+                         dtype=np.uint8).reshape(len(words), nbytes)
+
+
+_HEX = np.frombuffer(b"".join(b"%02x" % i for i in range(256)), dtype=np.uint8).reshape(256, 2)
+
+
+def hex_lines(raw):
+    """Rows of little-endian bytes ``(n, nbytes)`` as ``$readmemh`` text: one hexadecimal word
+    per line, most significant digit first (NumPy, no Python integer per row)."""
+    raw = np.asarray(raw, dtype=np.uint8)
+    n = raw.shape[0]
+    text = np.empty((n, 2 * raw.shape[1] + 1), dtype=np.uint8)
+    text[:, :-1] = _HEX[raw[:, ::-1]].reshape(n, -1)
+    text[:, -1] = ord("\n")
+    return text.tobytes().decode("ascii")
+
+
+def pack_many_bytes(layout, values):
+    """:func:`pack_many` as little-endian bytes: a ``(n, ceil(width / 8))`` uint8 array."""
     plan = _plan(layout)
     total = Shape.cast(layout).width
     nbytes = (total + 7) // 8
@@ -169,9 +197,8 @@ def pack_many(layout, values):
                 pos = offset + e * w + j
                 raw[:, pos // 8] |= (((values_u[:, e] >> j) & 1) << (pos % 8)).astype(np.uint8)
     if n is None:
-        return []
-    raw = raw[:, :nbytes]
-    return [int.from_bytes(row.tobytes(), "little") for row in raw]
+        return np.zeros((0, nbytes), dtype=np.uint8)
+    return raw[:, :nbytes]
 
 
 def unpack_many(layout, words):

@@ -19,7 +19,7 @@ from hdl.cells import add_cell, cell_key, shared_cell, snake_case
 from hdl.verilog import generate, generate_modules
 from tb import runner
 from tb.cocotb_streams import StreamDriver, StreamMonitor, reset_dut
-from tb.packing import pack, unpack
+from tb.packing import hex_lines, pack, pack_many, pack_many_bytes, unpack, words_to_bytes
 from tb.sim_streams import stream_get, stream_put
 
 FLIT = data.StructLayout({"dest": 4, "data": data.ArrayLayout(signed(7), 3), "last": 1})
@@ -118,6 +118,27 @@ def test_pack_arrays_bit_by_bit(width, is_signed):
     for bad in (lo - 1, hi + 1):
         with pytest.raises(ValueError, match=f"Value {bad} does not fit"):
             pack(layout, {"a": [0, bad], "last": 0})
+
+
+@pytest.mark.parametrize("width", [3, 8, 32])
+def test_pack_many_bytes_and_hex_lines(width):
+    """The bulk forms agree with :func:`pack` item by item: ``pack_many`` ints,
+    ``pack_many_bytes`` rows of little-endian bytes (``words_to_bytes`` gives them back from
+    ints) and ``hex_lines``, the ``$readmemh`` text a Verilog feeder is loaded with."""
+    layout = data.StructLayout({"a": data.ArrayLayout(signed(width), 5), "last": 1})
+    rng = np.random.default_rng(width)
+    lo, hi = -(1 << (width - 1)), (1 << (width - 1)) - 1
+    a = rng.integers(lo, hi + 1, (40, 5))
+    a[0], a[1] = lo, hi
+    last = rng.integers(0, 2, 40)
+    want = [pack(layout, {"a": list(map(int, a[i])), "last": int(last[i])}) for i in range(40)]
+    assert pack_many(layout, {"a": a, "last": last}) == want
+    raw = pack_many_bytes(layout, {"a": a, "last": last})
+    assert raw.dtype == np.uint8 and raw.shape == (40, (5 * width + 1 + 7) // 8)
+    assert (words_to_bytes(want, 5 * width + 1) == raw).all()
+    lines = hex_lines(raw).splitlines()
+    assert [int(line, 16) for line in lines] == want
+    assert all(len(line) == 2 * raw.shape[1] for line in lines)
 
 
 def test_pack_matches_amaranth_view():

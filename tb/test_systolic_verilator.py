@@ -20,10 +20,8 @@ import pytest
 from cocotb.triggers import ClockCycles
 
 from golden import systolic as golden
-from hdl.systolic import SystolicArray
-from hdl.verilog import generate
 from tb import runner
-from tb.env.systolic import TB, params_env
+from tb.env.systolic import TB, build_spec, params_env
 
 CONFIGS = {
     # name: (rows, cols, kwargs)
@@ -44,8 +42,6 @@ async def random_gemms(dut):
     await tb.start(idle=0.3, backpressure=0.3, seed=tb.seed)
     for m, n, k in [(2 * r + 1, c + 3, 7), (r, 2 * c, 1), (r - 1 or 1, 1, 2 * r + 5)]:
         a, b, folds = tb.random_gemm(m, n, k)
-        tb.monitor.received.clear()
-        tb.trace.clear()
         await tb.start(idle=0.3, backpressure=0.3, seed=tb.seed + k)
         received = tb.unpack_outputs(await tb.run(folds))
         length = tb.array.drain_length
@@ -85,8 +81,7 @@ async def reset_mid_fold(dut):
     """A reset in the middle of a fold and of a drain loses the old work and nothing else."""
     tb = TB(dut)
     await tb.start(idle=0.0, backpressure=0.5, seed=tb.seed + 30)
-    tb.driver.send_many(tb.input_words(tb.single_folds([9])))
-    tb.driver.send_many(tb.input_words(tb.single_folds([20]))[:7])
+    await tb.send(tb.input_words(tb.single_folds([9])) + tb.input_words(tb.single_folds([20]))[:7])
     await ClockCycles(dut.clk, 9 + 5 + tb.rows + tb.cols)   # first fold draining, second open
     await tb.start(idle=0.2, backpressure=0.3, seed=tb.seed + 31)
     await tb.run(tb.single_folds([5, 3]))
@@ -110,14 +105,14 @@ async def full_size(dut):
 SMALL_TESTS = ["random_gemms", "extremes", "back_to_back", "reset_mid_fold"]
 
 
-# Only the top ports are public (the testbench reads nothing else); small arrays are built
-# flat, large ones with one compiled row module (runner.choose_hier_blocks).
+# The array inside its feeder/capture wrapper (tb.env.systolic.testbench_verilog); only the
+# top ports are public; small arrays are built flat, large ones with one compiled row module
+# (runner.choose_hier_blocks).
 def _run(name, testcase, seed=1):
     rows, cols, kwargs = CONFIGS[name]
-    verilog = generate(SystolicArray(rows, cols, **kwargs), "systolic_array")
-    hier = runner.choose_hier_blocks(verilog, "systolic_array", ("systolic_row",))
-    runner.run(verilog, "systolic_array", "tb.test_systolic_verilator", name=f"systolic_{name}",
-               testcase=testcase, top_only=True, hier_blocks=hier,
+    spec = build_spec(rows, cols, **kwargs)
+    runner.run(spec["verilog"], spec["toplevel"], "tb.test_systolic_verilator",
+               name=f"systolic_{name}", testcase=testcase, **spec["options"],
                extra_env=params_env(rows, cols, seed=seed, **kwargs))
 
 

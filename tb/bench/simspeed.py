@@ -199,15 +199,13 @@ def _noc_env():
 
 def _systolic(rows, cols, shape, record=False, idle=0.0):
     def make():
-        from hdl.systolic import SystolicArray
-        from hdl.verilog import generate
-        from tb.env.systolic import params_env
-        from tb.runner import choose_hier_blocks
-        verilog = generate(SystolicArray(rows, cols), "systolic_array")
-        hier = choose_hier_blocks(verilog, "systolic_array", ("systolic_row",))
-        return dict(verilog=verilog, toplevel="systolic_array", name=f"systolic_{rows}x{cols}",
-                    options=dict(top_only=True, hier_blocks=hier), testcase="testbench_systolic",
-                    env=params_env(rows, cols),
+        from tb.env.systolic import build_spec, params_env
+        spec = build_spec(rows, cols)
+        # The C++ main runs the array alone; the testbench its feeder/capture wrapper.
+        return dict(verilog=spec["verilog"], toplevel=spec["toplevel"],
+                    cpp_verilog=spec["array_verilog"], cpp_toplevel="systolic_array",
+                    name=f"systolic_{rows}x{cols}", options=spec["options"],
+                    testcase="testbench_systolic", env=params_env(rows, cols),
                     config={"shape": shape, "record": record, "idle": idle})
     workload = "regression (record, idle/backpressure 0.3)" if record else "gemm stream"
     return {"block": "systolic", "config": {"rows": rows, "cols": cols,
@@ -343,9 +341,10 @@ def cpp_rate(spec, cpu_seconds, repeat=3):
     every run's rate: on a shared machine they spread by tens of percent)."""
     from tb import runner
     options = spec["options"]
-    exe = runner.build_cpp(spec["verilog"], spec["toplevel"], CPP_MAIN, name=spec["name"],
-                           headers={"simspeed_ports.h": ports_header(spec["verilog"],
-                                                                     spec["toplevel"])},
+    verilog = spec.get("cpp_verilog", spec["verilog"])
+    toplevel = spec.get("cpp_toplevel", spec["toplevel"])
+    exe = runner.build_cpp(verilog, toplevel, CPP_MAIN, name=spec["name"],
+                           headers={"simspeed_ports.h": ports_header(verilog, toplevel)},
                            hier_blocks=options.get("hier_blocks", ()))
     runs = []
     for _ in range(repeat):

@@ -84,24 +84,21 @@ def _parse_shapes(text):
 
 def run_array(rows, cols, shapes, out_dir):
     """Generate, build (cached) and run one array size; returns the list of result objects."""
-    from hdl.systolic import SystolicArray
-    from hdl.verilog import generate
     from tb import runner
-    from tb.env.systolic import params_env
+    from tb.env.systolic import build_spec, params_env
 
     start = time.perf_counter()
-    verilog = generate(SystolicArray(rows, cols), "systolic_array")
+    spec = build_spec(rows, cols)
     gen_s = time.perf_counter() - start
     name = f"systolic_{rows}x{cols}"
-    hier = runner.choose_hier_blocks(verilog, "systolic_array", ("systolic_row",))
+    hier = spec["options"]["hier_blocks"]
     start = time.perf_counter()
-    build_dir = runner.build(verilog, "systolic_array", name=name, top_only=True,
-                             hier_blocks=hier)
+    build_dir = runner.build(spec["verilog"], spec["toplevel"], name=name, **spec["options"])
     build_s = time.perf_counter() - start
     stamp = (build_dir / "built.ok").read_text().split()[0]   # the cold build's own time
     out = Path(out_dir).resolve() / f".{name}.json"
-    runner.run(verilog, "systolic_array", "tb.bench.systolic", name=name, testcase="bench_gemm",
-               top_only=True, hier_blocks=hier,
+    runner.run(spec["verilog"], spec["toplevel"], "tb.bench.systolic", name=name,
+               testcase="bench_gemm", **spec["options"],
                extra_env={**params_env(rows, cols), "SYSTOLIC_SHAPES": ",".join(shapes),
                           "SYSTOLIC_OUT": out, "SYSTOLIC_SEED": 1})
     results = json.loads(out.read_text())

@@ -44,6 +44,16 @@ def unpack_fields(value, width, count):
     return bits @ (np.int64(1) << np.arange(width, dtype=np.int64))
 
 
+def _pack_rows(values, width):
+    """Each row of ``values`` ``(n, count)`` packed as by :func:`pack_fields`: a list of ``n``
+    integers."""
+    v = np.asarray(values, dtype=np.uint64)
+    n, count = v.shape
+    bits = ((v[:, :, None] >> np.arange(width, dtype=np.uint64)) & np.uint64(1)).astype(np.uint8)
+    raw = np.packbits(bits.reshape(n, count * width), axis=1, bitorder="little")
+    return [int.from_bytes(r.tobytes(), "little") for r in raw]
+
+
 def pack_fields(values, width):
     """The inverse of :func:`unpack_fields`: non-negative ``values`` as one integer."""
     v = np.asarray(values, dtype=np.uint64).reshape(-1)
@@ -93,11 +103,40 @@ class AnalogArray:
         self._count = np.zeros(self._tile.crossbars, dtype=np.int64)
         self._step0 = step0
         self._vectors = []
+        # Per crossbar, the samples computed ahead by expect(): codes (samples, cols), their
+        # packed words and the row drives they expect (integers, row 0 at the LSB).
+        self._ahead = {x: ([], [], []) for x in self._xbars}
 
     def expect(self, vectors):
         """Input vectors ``(batch, n_blocks * rows)`` sent to the tile, in order: the row drive
-        of every later sample is checked against them."""
-        self._vectors.extend(np.asarray(vectors, dtype=np.int64))
+        of every later sample is checked against them.
+
+        The codes of every sample of these vectors are computed here, in bulk: one
+        :meth:`golden.crossbar.Crossbar.column_values` and one
+        :meth:`~golden.crossbar.Crossbar.adc_codes` call per crossbar over all (vector,
+        plane) lines, in the order :meth:`golden.crossbar.Crossbar.mvm` uses (the golden
+        model's own draws), so a sample costs a lookup and an integer comparison."""
+        t = self._tile
+        v = np.asarray(vectors, dtype=np.int64)
+        if v.ndim == 1:
+            v = v[None]
+        k0 = len(self._vectors)
+        self._vectors.extend(v)
+        if not len(v):
+            return
+        n_planes = t.input_bits
+        steps = np.repeat(np.arange(k0, k0 + len(v)) + self._step0, n_planes)
+        planes = np.tile(np.arange(n_planes), len(v))
+        for x, xb in self._xbars.items():
+            xi = v[:, xb.in_block * t.rows:(xb.in_block + 1) * t.rows]
+            drive = ((xi[:, None, :] >> np.arange(n_planes)[None, :, None]) & 1).reshape(-1, t.rows)
+            cb = xb.crossbar
+            values = cb.column_values(drive, step=steps, plane=planes, time=self._time)
+            codes = cb.adc_codes(values, step=steps, plane=planes, bits=xb.adc_bits)[:, 0, 0]
+            codes_list, words, drives = self._ahead[x]
+            codes_list.extend(codes)
+            words.extend(_pack_rows(codes, t.adc_bits))
+            drives.extend(_pack_rows(drive, 1))
 
     @property
     def bits(self):
@@ -108,17 +147,44 @@ class AnalogArray:
         """Samples of crossbars ``xs`` with the row drive word ``drive`` (the RTL's ``drive``
         port, crossbar ``x``'s rows at bits ``x * rows ..``); returns the codes ``(len(xs),
         cols)`` now held for their columns."""
+        self._sample(xs, drive)
+        return self._codes[list(xs)]
+
+    def sample_word(self, xs, drive):
+        """:meth:`sample`, returning the codes as the code store's ``codes_data`` word (crossbar
+        ``x``'s column ``c`` at bit ``(x * cols + c) * adc_bits``; zero for crossbars not in
+        ``xs``)."""
+        return self._sample(xs, drive)
+
+    def bits_word(self):
+        """The resolutions as the code store's ``codes_bits`` word."""
+        return pack_fields(self._bits, self._tile.adc_bits.bit_length())
+
+    def _sample(self, xs, drive):
         t = self._tile
-        rows = unpack_fields(drive, 1, t.rows * t.crossbars).reshape(t.crossbars, t.rows)
+        rows = None
+        row_mask = (1 << t.rows) - 1
+        field = t.cols * t.adc_bits
+        word = 0
         for x in xs:
+            x = int(x)
             n = int(self._count[x])
             self._count[x] += 1
             step, plane = self._step0 + n // t.input_bits, n % t.input_bits
             self.samples += 1
-            xb = self._xbars.get(int(x))
+            xb = self._xbars.get(x)
             if xb is None:
                 self._codes[x] = 0
                 continue
+            codes_ahead, words, drives = self._ahead[x]
+            if n < len(words):                 # computed ahead by expect()
+                if (drive >> (x * t.rows)) & row_mask == drives[n]:
+                    self._codes[x] = codes_ahead[n]
+                    word |= words[n] << (x * field)
+                    self.trials += t.cols * xb.adc_bits
+                    continue
+            if rows is None:
+                rows = unpack_fields(drive, 1, t.rows * t.crossbars).reshape(t.crossbars, t.rows)
             d = rows[x]
             k = step - self._step0
             if k < len(self._vectors):
@@ -132,8 +198,9 @@ class AnalogArray:
             cb = xb.crossbar
             values = cb.column_values(d, step=step, plane=plane, time=self._time)
             self._codes[x] = cb.adc_codes(values, step=step, plane=plane, bits=xb.adc_bits)[0, 0, 0]
+            word |= pack_fields(self._codes[x], t.adc_bits) << (x * field)
             self.trials += t.cols * xb.adc_bits
-        return self._codes[list(xs)]
+        return word
 
     def decide(self, adc, column, trial):
         """The comparator's answer to ADC ``adc``'s trial code ``trial`` at mux position
@@ -337,16 +404,15 @@ class TileBench:
         from cocotb.triggers import RisingEdge
         dut, t = self.dut, self.tile
         edge, clk_edge = RisingEdge(dut.sample_any), RisingEdge(dut.clk)
-        bw = t.adc_bits.bit_length()
+        self._bits_word = None
         while True:
             await edge
             sample = _u(dut.sample)
             xs = [x for x in range(t.crossbars) if (sample >> x) & 1]
-            codes = self.analog.sample(xs, _u(dut.drive))
-            data = np.zeros((t.crossbars, t.cols), dtype=np.int64)
-            data[xs] = codes
-            dut.codes_data.value = pack_fields(data, t.adc_bits)
-            dut.codes_bits.value = pack_fields(self.analog.bits, bw)
+            dut.codes_data.value = self.analog.sample_word(xs, _u(dut.drive))
+            bits = self.analog.bits_word()
+            if bits != self._bits_word:
+                dut.codes_bits.value = self._bits_word = bits
             dut.codes_mask.value = sample
             dut.codes_we.value = 1
             await clk_edge
