@@ -311,12 +311,14 @@ def test_constructor_errors():
 def test_constructor_presets_and_max_cols():
     with pytest.raises(TypeError, match="Max_cols must be a non-negative integer"):
         PimCore(2, tile=TINY, ni=NI, max_cols=-1)
-    with pytest.raises(TypeError, match="Ni must be a golden.network_interface.NiConfig or one of"):
-        PimCore(2, tile=TINY, ni="small")
+    with pytest.raises(TypeError, match="Ni must be a golden.network_interface.NiConfig or one of 'atleus', 'regression', 'small'"):
+        PimCore(2, tile=TINY, ni="huge")
     core = PimCore(8, tile="regression", ni="regression", mem_words=256)
     from golden.chip import REGRESSION_TILE
     assert core.tile == REGRESSION_TILE and core.ni.length == 32 and core.max_cols == 8 * 256
     assert core.config == CoreConfig(tiles=8, tile=REGRESSION_TILE, ni=core.ni, mem_words=256)
+    small = PimCore(2, tile="small", ni="small", mem_words=16)
+    assert small.tile.crossbars == 2 and small.ni.elem_width == 32
 
 
 def test_verilog_one_tile_module_and_macros():

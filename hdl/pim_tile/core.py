@@ -97,9 +97,17 @@ def _ram(m, name, shape, depth, transparent, memory):
     return wp, rps
 
 
+#: The smallest core the synthesis test builds (``tile="small", ni="small"``): the tile of
+#: ``tb/test_synth.py``'s ``pim_tile`` entry, 32-bit elements, 8 lanes.
+SMALL_TILE = dict(crossbars=2, rows=8, cols=8, input_bits=2, weight_bits=2, adc_bits=4,
+                  resolutions=(3, 4), group=2, row_blocks=1, outputs=8, scale_bits=6,
+                  scale_frac_bits=4, out_bits=8)
+
+
 def _preset(name, value, cls):
-    """A configuration object, or a preset name: ``"atleus"`` (full size) or ``"regression"``
-    (:data:`golden.chip.REGRESSION_CHIP`'s)."""
+    """A configuration object, or a preset name: ``"atleus"`` (full size), ``"regression"``
+    (:data:`golden.chip.REGRESSION_CHIP`'s) or ``"small"`` (:data:`SMALL_TILE`; 32-bit
+    elements, 8 lanes, 4 nodes: for quick synthesis)."""
     if isinstance(value, cls):
         return value
     if value == "atleus":
@@ -111,8 +119,11 @@ def _preset(name, value, cls):
             return rc.tile
         return NiConfig(payload_width=32, elem_width=32, nodes=rc.dims[0] * rc.dims[1] * rc.dims[2],
                         length=max(rc.tile.rows, rc.systolic_rows))
+    if value == "small":
+        return TileConfig(**SMALL_TILE) if cls is TileConfig else NiConfig(
+            payload_width=32, elem_width=32, length=8, nodes=4)
     raise TypeError(f"{name.capitalize()} must be a {cls.__module__}.{cls.__name__} or one of "
-                    f"'atleus', 'regression', not {value!r}")
+                    f"'atleus', 'regression', 'small', not {value!r}")
 
 
 def _analog_shapes(t):
@@ -153,9 +164,10 @@ def _next_set(m, mask, n, name):
 
 @block("pim_core",
        tiles="PIM tiles of the core, one shared tile configuration (Atleus: 16)",
-       tile="a golden.pim_tile.TileConfig, or atleus (96 crossbars of 128x128) or regression",
-       ni="a golden.network_interface.NiConfig, or atleus (32-bit elements, 128 lanes, 64 nodes) "
-          "or regression (32-bit, 32 lanes, 8 nodes)",
+       tile="a golden.pim_tile.TileConfig, or atleus (96 crossbars of 128x128), regression "
+            "(16 of 32x32) or small (2 of 8x8)",
+       ni="a golden.network_interface.NiConfig, or atleus (32-bit elements, 128 lanes, 64 nodes), "
+          "regression (32-bit, 32 lanes, 8 nodes) or small (32-bit, 8 lanes, 4 nodes)",
        mem_words="local memory words of ni.length elements (2-32768)",
        max_cols="longest output row in columns (0: tiles * tile.outputs)",
        analog="ports (analog ports at the top, tests) or macro (a blackbox per tile)",
@@ -215,12 +227,13 @@ class PimCore(wiring.Component):
     tiles : int
         Tiles in the core (1 to 64).
     tile : golden.pim_tile.TileConfig or str
-        The tiles' configuration, or ``"atleus"`` (``TileConfig()``) or ``"regression"``
-        (``golden.chip.REGRESSION_TILE``).
+        The tiles' configuration, or ``"atleus"`` (``TileConfig()``), ``"regression"``
+        (``golden.chip.REGRESSION_TILE``) or ``"small"`` (:data:`SMALL_TILE`).
     ni : golden.network_interface.NiConfig or str
         The network-interface parameters (``elem_width``, ``length``, ``nodes``, tag widths),
-        or ``"atleus"`` (the full-size chip's: 32-bit elements, 128 lanes, 64 nodes) or
-        ``"regression"`` (``REGRESSION_CHIP``'s: 32-bit elements, 32 lanes, 8 nodes).
+        or ``"atleus"`` (the full-size chip's: 32-bit elements, 128 lanes, 64 nodes),
+        ``"regression"`` (``REGRESSION_CHIP``'s: 32-bit elements, 32 lanes, 8 nodes) or
+        ``"small"`` (32-bit elements, 8 lanes, 4 nodes).
     mem_words : int
         Local memory words (2 to 32768).
     max_cols : int
