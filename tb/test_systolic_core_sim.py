@@ -479,6 +479,8 @@ def test_registered_and_sized():
     (dict(rows=4, cols=2, length=8, nl_lanes=128), ValueError,
      r"nl_lanes must be 1 \(the core has one NonlinearUnit, one element per cycle\), not 128"),
     (dict(rows=4, cols=2, ni=32), TypeError, "ni must be a golden.network_interface.NiConfig"),
+    (dict(rows=4, cols=2, nii=32), TypeError,
+     r"SystolicCore got unexpected keyword arguments \['nii'\]"),
     (dict(rows=4, cols=2, length=8, sram_bits=64), ValueError,
      r"sram_bits \(64\) must hold at least one word"),
 ])

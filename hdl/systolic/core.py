@@ -71,7 +71,6 @@ class _State(enum.Enum, shape=3):
        length="vector length L: elements per memory word and NoC vector (rows divides it)",
        mem_words="local memory words (0: sram_bits / (16 L))",
        sram_bits="SRAM bits when mem_words is 0 (Atleus: 1 Mb)",
-       ni="(Python only) the chip's NiConfig; sets length, nodes and the tag widths",
        node="this core's node id, -1: from the node_id input port",
        nodes="NoC nodes (dest field width)",
        payload_width="NoC flit payload bits",
@@ -119,9 +118,10 @@ class SystolicCore(wiring.Component):
         Memory words (0: ``sram_bits // (16 L)``), at most 32768.
     sram_bits : int
         SRAM size when ``mem_words`` is 0 (Atleus: 1 Mb per core).
-    ni : NiConfig or None
+    ni : NiConfig, keyword only
         The chip's :class:`golden.network_interface.NiConfig` (``elem_width`` 16); when
-        given it sets ``length``, ``nodes``, ``payload_width`` and the tag widths.
+        given it sets ``length``, ``nodes``, ``payload_width`` and the tag widths (Python
+        only: not a ``python -m hdl`` parameter).
     node : int
         This core's node id (a GEMM/NL result for it stays in local memory), or -1: the id
         comes from the ``node_id`` input port (one core module for every node).
@@ -153,9 +153,13 @@ class SystolicCore(wiring.Component):
         This core's node id (only with ``node=-1``).
     """
 
-    def __init__(self, rows=128, cols=32, *, ni=None, length=128, mem_words=0,
-                 sram_bits=1 << 20, node=-1, nodes=64, payload_width=32, layer_bits=6,
-                 stage_bits=4, offset_bits=16, acc_width=32, nl_max_len=1024, nl_lanes=1):
+    def __init__(self, rows=128, cols=32, *, length=128, mem_words=0, sram_bits=1 << 20,
+                 node=-1, nodes=64, payload_width=32, layer_bits=6, stage_bits=4,
+                 offset_bits=16, acc_width=32, nl_max_len=1024, nl_lanes=1, **chip):
+        # ``ni`` (Python only, not a command-line parameter) comes in through ``**chip``.
+        ni = chip.pop("ni", None)
+        if chip:
+            raise TypeError(f"SystolicCore got unexpected keyword arguments {sorted(chip)}")
         if ni is not None:
             if not isinstance(ni, NiConfig):
                 raise TypeError(f"ni must be a golden.network_interface.NiConfig, not {ni!r}")
@@ -209,6 +213,13 @@ class SystolicCore(wiring.Component):
     nodes = property(lambda self: self._cfg.nodes)
     acc_width = property(lambda self: self._cfg.acc_width)
     nl_max_len = property(lambda self: self._cfg.nl_max_len)
+    nl_lanes = property(lambda self: 1)
+    sram_bits = property(lambda self: self._cfg.mem_words * 16 * self._cfg.length,
+                         doc="Bits of the local memory")
+    payload_width = property(lambda self: self._ni.payload_width)
+    layer_bits = property(lambda self: self._ni.layer_bits)
+    stage_bits = property(lambda self: self._ni.stage_bits)
+    offset_bits = property(lambda self: self._ni.offset_bits)
     command_bits = property(lambda self: self._cfg.command_bits)
 
     # ------------------------------------------------------------------------------------
