@@ -314,7 +314,11 @@ def matrix_words(x, length):
 
 def cycles_per_token(cfg, mappings):
     """Steady-state cycles per token of an MVM over tiles ``mappings`` (``{tile: TileMapping}``):
-    the tiles run in parallel, so the slowest tile's :func:`golden.pim_tile.mvm_cycles`."""
+    the tiles run in parallel, so the slowest tile's :func:`golden.pim_tile.mvm_cycles`
+    (while a token's collection, ``sum of N_OUTPUTS`` cycles, plus its drain, ``3 *
+    ceil(out_cols / L)``, fit within it). The RTL tile takes one cycle more per vector when a
+    group's shift-and-add is within a cycle of the ADC sweep (``REGRESSION_TILE``: 2057
+    against 2056)."""
     return max(m.cycles_per_mvm() for m in mappings.values())
 
 

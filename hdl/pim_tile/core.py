@@ -203,8 +203,13 @@ class PimCore(wiring.Component):
     input bits and a 7-bit ADC), provided the collection (``sum of N_OUTPUTS`` cycles), the
     drain (``3 * ceil(out_cols / L)``) and the feed (``2 * sum of N_BLOCKS``) of a token fit
     within it (regression W^QKV: 192 + 18 against 2056; Atleus's widest row, 16 tiles of 384
-    outputs: 6144 + 144 against 8200). The first row appears one MVM plus the feed, the tile's
-    output latency, the collection and the drain after the command.
+    outputs: 6144 + 144 against 8200). Latency, measured (``to_o``, no backpressure): word
+    ``j`` of token ``k`` leaves ``mvm_cycles + sum of N_OUTPUTS + D + 3 j + k * interval``
+    cycles after the command is taken, ``D`` = 27 for 16 x 16 crossbars in groups of 2 with one
+    row block, 39 for ``REGRESSION_TILE`` (two row blocks); ``interval`` is the tile's own
+    vector interval: ``mvm_cycles`` (678 measured for 16 x 16 crossbars at a 7-bit ADC), but
+    2057 against the model's 2056 at ``REGRESSION_TILE``, whose groups' shift-and-add (256
+    codes per plane) is within a cycle of the ADC sweep (257): the tile alone shows the same.
 
     Element widths: a tile's outputs are ``out_width = out_bits + ceil(log2(crossbars))``
     bits (28 regression, 31 full size); the row buffer keeps ``acc_width = out_width +
