@@ -43,6 +43,10 @@ class _Host:
     the RTL and the golden model at once; collects ``o`` and ``error`` per command."""
 
     def __init__(self, cfg, mappings=None, *, backpressure=0, limit=30000):
+        """Program items: ``("wr", addr, words)`` (once the core is idle), ``("wr_now", addr,
+        words)`` (at once, also while a command runs), ``("cmd", word[, complete])``
+        (``complete=False``: a reset will cut it; ``None``: do not wait for it to end),
+        ``("idle", cycles)``, ``("reset", cycles)``."""
         self.cfg = cfg
         self.dut = PimCore(cfg.tiles, tile=cfg.tile, ni=cfg.ni, mem_words=cfg.mem_words,
                            max_cols=cfg.max_cols)
@@ -55,6 +59,7 @@ class _Host:
         self.limit = limit
         self.got = []
         self.cycles = 0
+        self.wr_stalls = 0          # cycles a wr transfer waited (the drain writing memory)
 
     def run(self, program):
         dut, cfg = self.dut, self.cfg
@@ -100,18 +105,26 @@ class _Host:
                     for a, k in zip(self.analog, range(cfg.tiles)):
                         a.restart(self.model.steps[k])
                     continue
-                if item[0] == "wr":
-                    await wait_idle(ctx)
+                if item[0] in ("wr", "wr_now"):
+                    if item[0] == "wr":
+                        await wait_idle(ctx)
                     _, addr, words = item
                     self.model.write(addr, words)
                     for j, w in enumerate(np.asarray(words).reshape(-1, cfg.length)):
                         ctx.set(dut.wr.payload.as_value(), pack(lay_w, {"addr": addr + j, "data": w}))
                         ctx.set(dut.wr.valid, 1)
-                        await ctx.tick().until(dut.wr.ready)
+                        while not ctx.get(dut.wr.ready):
+                            self.wr_stalls += 1
+                            await ctx.tick()
+                        await ctx.tick()
                     ctx.set(dut.wr.valid, 0)
                     continue
+                if item[0] == "idle":
+                    await ctx.tick().repeat(item[1])
+                    continue
                 word = item[1]
-                complete = len(item) < 3 or item[2]     # False: a reset will cut it
+                complete = len(item) < 3 or item[2] is not False   # False: a reset cuts it
+                wait = len(item) < 3 or item[2]                     # None: do not wait
                 self._expect_inputs(word)
                 out = self.model.execute(word)
                 if complete:
@@ -122,7 +135,7 @@ class _Host:
                 ctx.set(dut.cmd.valid, 1)
                 await ctx.tick().until(dut.cmd.ready)
                 ctx.set(dut.cmd.valid, 0)
-                if complete:
+                if wait:
                     await wait_idle(ctx)
                     errors.append((bool(ctx.get(dut.error)), self.model.error))
             await ctx.tick().repeat(20)
@@ -225,6 +238,26 @@ def test_mvm_row_and_column_chunks():
     rows = [g[3][:4] for g in host.got[:3]]
     assert np.array_equal(np.array(rows), want)
     assert host.got[0][:3] == (2, 0x8000, 5)
+
+
+def test_wr_during_mvm_to_memory():
+    """``wr`` transfers while an MVM drains its rows into memory (the drain has priority):
+    both land, read back by SEND."""
+    cfg = _core(tiles=2)
+    rng = np.random.default_rng(5)
+    maps, plan, prog = _chunked(cfg, rng, 8, 4)
+    x = rng.integers(-4, 4, (4, 8))
+    rounds = rng.integers(-1000, 1000, (30, 16, cfg.length))
+    host = _Host(cfg, maps)
+    mvm = _cmd(cfg, Op.MVM, mask=0b11, tokens=4, in_addr=0, in_words=1, out_cols=4, out_addr=8)
+    prog += [("wr", 0, matrix_words(x, cfg.length)), ("cmd", mvm[1], None)]
+    prog += [("wr_now", 16, r) for r in rounds]      # back to back through the whole MVM
+    prog += [_cmd(cfg, Op.SEND, in_addr=8, tokens=4, dest=1),
+             _cmd(cfg, Op.SEND, in_addr=16, tokens=16, dest=2)]
+    errors = host.run(prog)
+    assert not any(e for e, _ in errors)
+    assert [g[3] for g in host.got[4:]] == rounds[-1].tolist()
+    assert host.wr_stalls > 0, "no wr transfer met the drain: the test did not overlap them"
 
 
 def test_bad_commands_refused():
