@@ -9,6 +9,7 @@ Python reference of the core's memory gives the expected vectors on ``host_o``.
 # amaranth: UnusedElaboratable=no
 
 import random
+import re
 
 import pytest
 from amaranth import Module
@@ -163,3 +164,66 @@ def test_bad_parameters():
         CoreNode(NiConfig(elem_width=8), core=MemCore, mem_words=4)
     with pytest.raises(TypeError, match="Core must be a wiring.Component subclass"):
         CoreNode(NI, core=int, mem_words=4)
+
+
+# -- the chip's area breakdown (synth.chip) --------------------------------------------------
+
+def _fake_report():
+    """A hierarchical report as synth.flow makes it: one host node with a systolic core, two
+    ReRAM nodes with a core of two tiles (and their analog macros), three routers."""
+    mods = {
+        "atleus_chip": {"area_um2": 10.0, "submodules": {"host_node": 1, "pim_node": 2,
+                                                         "noc_router": 3}},
+        "host_node": {"area_um2": 5.0, "submodules": {"systolic_core": 1}},
+        "pim_node": {"area_um2": 4.0, "submodules": {"pim_core": 1}},
+        "pim_core": {"area_um2": 100.0, "submodules": {"pim_tile": 2,
+                                                       "reram_crossbars_2x8x8": 2}},
+        "pim_tile": {"area_um2": 50.0, "submodules": {}},
+        "reram_crossbars_2x8x8": {"area_um2": 0.0, "submodules": {}},
+        "systolic_core": {"area_um2": 200.0, "submodules": {}},
+        "noc_router": {"area_um2": 7.0, "submodules": {}},
+    }
+    counts = {"atleus_chip": 1, "host_node": 1, "pim_node": 2, "pim_core": 2, "pim_tile": 4,
+              "reram_crossbars_2x8x8": 4, "systolic_core": 1, "noc_router": 3}
+    for name, m in mods.items():
+        m["instances"] = counts[name]
+    total = sum(counts[n] * m["area_um2"] for n, m in mods.items())
+    return {"module": "atleus_chip", "area_um2": total, "modules": mods, "cells": {"total": 0}}
+
+
+def test_area_breakdown_accounts_for_every_module():
+    from golden.chip import REGRESSION_CHIP
+    from synth.chip import ATLEUS_SYSTOLIC_MM2, ATLEUS_TILE_MM2, chip_breakdown
+    rep = _fake_report()
+    b = chip_breakdown(rep, REGRESSION_CHIP)
+    by = {r["module"]: r for r in b["classes"]}
+    assert b["accounted"] == pytest.approx(b["total"]) and b["total"] == rep["area_um2"]
+    assert by["pim_tile"]["instances"] == 4 and by["pim_tile"]["per_instance"] == 50.0
+    assert by["pim_core"]["per_instance"] == 100.0          # the core without its tiles
+    assert by["pim_node"]["per_instance"] == 4.0 and by["host_node"]["per_instance"] == 5.0
+    assert sum(r["share"] for r in b["classes"]) == pytest.approx(1.0)
+    assert [m["module"] for m in b["not_included"]] == ["reram_crossbars_2x8x8"]
+    a = b["atleus"]
+    assert a["systolic_over_tile"] == pytest.approx(200.0 / 50.0)
+    assert a["atleus_systolic_over_tile"] == pytest.approx(ATLEUS_SYSTOLIC_MM2 / ATLEUS_TILE_MM2)
+
+
+def test_macro_stub_has_the_tile_ports():
+    from amaranth.hdl import Shape
+
+    from golden.chip import REGRESSION_CHIP
+    from hdl.pim_tile import PimTile
+    from hdl.pim_tile.core import macro_name
+    from synth.chip import add_macro_stubs
+    from synth.design import split_modules
+    name = macro_name(REGRESSION_CHIP.tile)
+    text = f"module \\pim_core\n  cell \\{name} \\xbars0\n  end\nend\n"
+    mods = split_modules(add_macro_stubs(text, REGRESSION_CHIP))
+    assert set(mods) == {"pim_core", name}
+    sig = PimTile(**REGRESSION_CHIP.tile.__dict__).signature.members
+    for port in ("drive", "sample", "column", "trial", "trial_en", "decision"):
+        width = Shape.cast(sig[port].shape).width
+        direction = "output" if port == "decision" else "input"
+        decl = (f"wire width {width} " if width > 1 else "wire ") + direction
+        assert re.search(rf"{decl} \d+ \\{port}$", mods[name], re.M), port
+    assert add_macro_stubs("module \\x\nend\n", REGRESSION_CHIP) == "module \\x\nend\n"
