@@ -46,6 +46,7 @@ import cocotb                                              # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 CPP_MAIN = HERE / "cpp" / "sim_main.cpp"
+CPP_STREAM_MAIN = HERE / "cpp" / "sim_main_stream.cpp"
 PERIOD_NS = 10
 OUT_VAR = "SIMSPEED_OUT"
 CONFIG_VAR = "SIMSPEED_CONFIG"
@@ -206,7 +207,8 @@ def _systolic(rows, cols, shape, record=False, idle=0.0):
                     cpp_verilog=spec["array_verilog"], cpp_toplevel="systolic_array",
                     name=f"systolic_{rows}x{cols}", options=spec["options"],
                     testcase="testbench_systolic", env=params_env(rows, cols),
-                    config={"shape": shape, "record": record, "idle": idle})
+                    config={"shape": shape, "record": record, "idle": idle},
+                    cpp_hold_high=("i__valid", "o__ready"))
     workload = "regression (record, idle/backpressure 0.3)" if record else "gemm stream"
     return {"block": "systolic", "config": {"rows": rows, "cols": cols,
                                             "gemm": "x".join(map(str, shape)),
@@ -336,15 +338,23 @@ def ports_header(verilog, toplevel):
             + "\n")
 
 
-def cpp_rate(spec, cpu_seconds, repeat=3):
+def cpp_rate(spec, cpu_seconds, repeat=3, *, hold_high=None):
     """Build (cached) and run the C++ main ``repeat`` times; returns the median run (with
-    every run's rate: on a shared machine they spread by tens of percent)."""
+    every run's rate: on a shared machine they spread by tens of percent). With
+    ``hold_high`` (port names), the stream-shaped main ``sim_main_stream.cpp`` holding those
+    inputs at 1."""
     from tb import runner
     options = spec["options"]
     verilog = spec.get("cpp_verilog", spec["verilog"])
     toplevel = spec.get("cpp_toplevel", spec["toplevel"])
-    exe = runner.build_cpp(verilog, toplevel, CPP_MAIN, name=spec["name"],
-                           headers={"simspeed_ports.h": ports_header(verilog, toplevel)},
+    header = ports_header(verilog, toplevel)
+    main, name = CPP_MAIN, spec["name"]
+    if hold_high is not None:
+        header += ("#define SIMSPEED_HOLD_HIGH(X) "
+                   + " ".join(f"X({_mangle(n)})" for n in hold_high) + "\n")
+        main, name = CPP_STREAM_MAIN, spec["name"] + "_stream"
+    exe = runner.build_cpp(verilog, toplevel, main, name=name,
+                           headers={"simspeed_ports.h": header},
                            hier_blocks=options.get("hier_blocks", ()))
     runs = []
     for _ in range(repeat):
@@ -389,6 +399,10 @@ def measure(key, cpu_seconds, out_dir):
     row["config"] = dict(row["config"], **spec.get("config_extra", {}))
     print(f"simspeed: {key}: C++ main", file=sys.stderr, flush=True)
     cpp = cpp_rate(spec, cpu_seconds)
+    stream = None
+    if spec.get("cpp_hold_high"):
+        print(f"simspeed: {key}: C++ main, stream-shaped stimulus", file=sys.stderr, flush=True)
+        stream = cpp_rate(spec, cpu_seconds, hold_high=spec["cpp_hold_high"])
     print(f"simspeed: {key}: cocotb testbench", file=sys.stderr, flush=True)
     tb = cocotb_rate(spec, spec["testcase"], out_dir)
     clock_cycles = max(2000, int(cpp["cycles"] / cpp["cpu_s"] * cpu_seconds / 10))
@@ -406,6 +420,10 @@ def measure(key, cpu_seconds, out_dir):
         "build": f"hierarchical ({', '.join(hier)})" if hier else "flat",
         "row": key,
     }
+    if stream is not None:
+        result["cpp_stream_cycles_per_cpu_s"] = _rate(stream)
+        result["ratio_to_cpp_stream"] = round(_rate(tb) / _rate(stream), 3)
+        result["cpp_stream"] = dict(stream, held_high=list(spec["cpp_hold_high"]))
     return result
 
 
@@ -459,9 +477,11 @@ def main(argv=None):
     for key in keys:
         r = measure(key, args.cpu_seconds, out_dir)
         rows = _merge(path, r, order)
+        stream = (f"  C++ stream-shaped {r['cpp_stream_cycles_per_cpu_s']:.0f} (ratio "
+                  f"{r['ratio_to_cpp_stream']:.3f})" if "cpp_stream" in r else "")
         print(f"{key:<28} C++ {r['cpp_cycles_per_cpu_s']:>9.0f}  testbench "
               f"{r['testbench_cycles_per_cpu_s']:>9.0f}  ratio {r['ratio']:.3f}  clock-only "
-              f"{r['clock_only_cycles_per_cpu_s']:>9.0f} cycles/CPU-s  ({r['build']})",
+              f"{r['clock_only_cycles_per_cpu_s']:>9.0f} cycles/CPU-s  ({r['build']}){stream}",
               file=sys.stderr, flush=True)
     print(f"wrote {path} ({len(rows)} rows)", file=sys.stderr)
     return 0

@@ -4,12 +4,16 @@ A SAR conversion's decision at trial ``k`` is bit ``k`` of its final code (:mod:
 So the analog side of the tile needs Python once per sample, not once per trial:
 
 - :class:`AnalogArray` holds the golden crossbars of a :class:`golden.pim_tile.TileMapping`.
-  On a crossbar's sample it takes the row drive the RTL drives (and checks it against the
-  plane of the input vector the sample must be: vector ``step0 + n // input_bits``, plane
-  ``n % input_bits`` for the crossbar's ``n``-th sample), computes the held column values
-  with :meth:`golden.crossbar.Crossbar.column_values` and converts them with
+  When told the input vectors (:meth:`AnalogArray.expect`) it computes, in bulk, the held
+  column values of every sample they will cause with
+  :meth:`golden.crossbar.Crossbar.column_values` and converts them with
   :meth:`golden.crossbar.Crossbar.adc_codes` (read noise, comparator offset and noise,
-  capacitor weights: the golden model's own draws), giving the code of every column.
+  capacitor weights: the golden model's own draws, over the same lines as
+  :meth:`golden.crossbar.Crossbar.mvm`), giving the code of every column. On a crossbar's
+  sample it checks the row drive the RTL drives against the plane of the input vector the
+  sample must be (vector ``step0 + n // input_bits``, plane ``n % input_bits`` for the
+  crossbar's ``n``-th sample) and hands out that sample's codes (a sample beyond the
+  expected vectors is computed on the spot from the drive).
 - In Verilator the codes go, once per sample, into a behavioural code store in the cocotb top
   level (:func:`tile_testbench_verilog`: ``pim_tile_tb`` wraps ``pim_tile``), which answers every
   trial from the stored code bit and checks that each trial is the one the SAR rule expects
