@@ -77,11 +77,14 @@ class ScheduleTiming:
     Parameters
     ----------
     write_latency : int
-        Receive demux -> the write counted by the fence (``wr`` transfer, counter update).
+        The vector's transfer on the interface's ``o`` (the receive demux, combinational to
+        ``wr``) -> the write counted by the fence (the counter's register).
     cmd_latency : int
-        Receive demux -> the command at the head of the node's command queue.
+        Receive demux -> the command at the head of the node's command queue (the shell's
+        unbuffered ``Queue``: on its ``o`` the next cycle).
     host_latency : int
-        Receive demux -> ``host_o``.
+        Receive demux -> the host sees the vector (``host_o`` is combinational from the
+        demux).
     loop_latency : int
         A looped-back vector: accepted from the core -> at the receive demux.
     host_poll : int
@@ -91,8 +94,8 @@ class ScheduleTiming:
         Serialize packets on each link and ejection port (False: every packet at zero load).
     """
     write_latency: int = 1
-    cmd_latency: int = 2
-    host_latency: int = 1
+    cmd_latency: int = 1
+    host_latency: int = 0
     loop_latency: int = 1
     host_poll: int = 1
     links: bool = True

@@ -41,20 +41,21 @@ def test_one_command():
                                         c_addr=32, a_t=1, c_t=1, out_width=8)
     s = cs.schedule(program([cp.Command(0, "systolic", word, 0, "gemm")]))
     (c,) = s.commands
-    assert c.start == tm.loop_latency + tm.cmd_latency == 3
+    assert c.start == tm.loop_latency + tm.cmd_latency == 2
     assert c.cycles == systolic_core.command_cycles(SYS, word)
     assert s.busy == {0: c.cycles}
 
 
 def test_fence_wait():
     """A command sent before the two writes it waits for starts when the second is counted:
-    writes accepted at cycles 1 and 2 (loopback), demux at 2 and 3, counted at 3 and 4."""
+    the command at the queue's head at 2; writes accepted at cycles 1 and 2 (loopback), at the
+    demux at 2 and 3, counted at 3 and 4."""
     word = systolic_core.encode_command(SYS, "GEMM", m=16, n=8, k=16, a_addr=0, b_addr=16,
                                         c_addr=32, a_t=1, c_t=1, out_width=8)
     s = cs.schedule(program([cp.Command(0, "systolic", word, 2, "gemm"),
                              cp.Write(0, 0, words(2), "w")]))
     (c,) = s.commands
-    assert c.arrive == 3
+    assert c.arrive == 2
     assert s.write_times[0] == [3, 4]
     assert c.fence == 4 and c.start == 4
 
@@ -64,10 +65,10 @@ def test_send_to_another_core():
 
     The packetizer takes one vector per 1 + B = 17 cycles: the host's vectors are accepted at
     0, 17, 34 and delivered ``stream_cycles(hops=1)`` = 22 cycles later (at the interface's
-    ``o``): writes counted at 23 and 40, the command at the queue's head at 58 (demux 56 +
-    2). The PIM SEND offers word 0 two cycles after its start (60), word 1 when the
-    packetizer is free again (77); each reaches the host 22 + 1 cycles after acceptance: the
-    last at 100. The command ends a cycle after its last word is accepted (78)."""
+    ``o``): writes counted at 23 and 40, the command at the queue's head at 57 (demux 56 +
+    1). The PIM SEND offers word 0 two cycles after its start (59), word 1 when the
+    packetizer is free again (76); each reaches the host 22 cycles after acceptance: the
+    last at 98. The command ends a cycle after its last word is accepted (77)."""
     topo, table = CHIP.network()
     hops = noc.hops(topo, table, 0, PIM_NODE)
     assert hops == 1 and P == 17
@@ -80,18 +81,18 @@ def test_send_to_another_core():
                              cp.Read("r", cp.HOST_FIRST, 2, L)]))
     (c,) = s.commands
     assert s.write_times[PIM_NODE] == [lat + 1, P + lat + 1]
-    assert c.arrive == 2 * P + lat + 2
-    assert (c.start, c.end) == (58, 78)
-    assert s.total_cycles == 77 + lat + 1 == 100
+    assert c.arrive == 2 * P + lat + 1
+    assert (c.start, c.end) == (57, 77)
+    assert s.total_cycles == 76 + lat == 98
     assert c.sent == 2
 
 
 @pytest.mark.parametrize("poll", [1, 64])
 def test_host_step(poll):
     """A host step waits for its read, then the host sends on. The systolic SEND of one word
-    to the host: command at the head at 3, word offered at 5, at the host at 7. The host
-    reached the step at cycle 1 (after its one vector): it resumes at 7 (poll 1) or 65 (poll
-    64), and its next SEND reaches the host 7 cycles after it resumes; with poll 64 the end
+    to the host: command at the head at 2, word offered at 4, at the host at 5. The host
+    reached the step at cycle 1 (after its one vector): it resumes at 5 (poll 1) or 65 (poll
+    64), and its next SEND reaches the host 5 cycles after it resumes; with poll 64 the end
     is seen at the next poll (66 + 64)."""
     def step(reads):
         assert reads["a"].shape == (1, L)
@@ -103,12 +104,12 @@ def test_host_step(poll):
                     cp.HostStep(("a",), step, "step")])
     s = cs.schedule(prog, timing=cs.ScheduleTiming(host_poll=poll))
     first, again = s.commands
-    assert (first.start, first.end) == (3, 6)
+    assert (first.start, first.end) == (2, 5)
     (label, reads_in, resume), = s.host["steps"]
-    assert reads_in == 7
-    assert resume == (7 if poll == 1 else 65)
-    assert again.start == resume + 3
-    assert s.total_cycles == (14 if poll == 1 else 130)
+    assert reads_in == 5
+    assert resume == (5 if poll == 1 else 65)
+    assert again.start == resume + 2
+    assert s.total_cycles == (10 if poll == 1 else 130)
 
 
 def test_unmet_fence_is_reported():
