@@ -92,6 +92,14 @@ class ScheduleTiming:
         ``tb.env.chip_layer.run_program``: 64).
     links : bool
         Serialize packets on each link and ejection port (False: every packet at zero load).
+    cmd_depth : int or None
+        The shell's command queue (``CoreNode(cmd_depth=)``): a command vector that finds it
+        full holds the node's receive demux, and every vector behind it (writes too), until
+        the head command starts. Only the node's own receive side stalls here; the upstream
+        stall (the interface's ejection, and at node 0 the loopback and the host's send
+        merge) is not modelled, so a program that needs more than ``cmd_depth`` may deadlock
+        in the RTL even where it only slows down here. None: unbounded (then
+        :attr:`Schedule.max_queued` gives the depth the program needs).
     """
     write_latency: int = 1
     cmd_latency: int = 1
@@ -99,6 +107,7 @@ class ScheduleTiming:
     loop_latency: int = 1
     host_poll: int = 1
     links: bool = True
+    cmd_depth: int = None
 
 
 @dataclass
@@ -142,7 +151,11 @@ class Schedule:
         ``vectors`` (sent by the host), ``last_vector`` (cycle its last vector was accepted),
         ``steps`` (``[(label, reads_in, resume)]`` per host step), ``last_receive``.
     max_queued : dict
-        ``{node: most commands waiting at once}`` (arrived, not started).
+        ``{node: most commands waiting at once}`` (arrived, not started): the shell's
+        ``cmd_depth`` the program needs to run without stalling a node's receive side.
+    stalls : dict
+        ``{node: times its receive demux stalled on a full command queue}`` (with
+        ``timing.cmd_depth``).
     write_times : dict
         ``{node: [cycle of each counted write]}``.
     """
@@ -153,6 +166,7 @@ class Schedule:
     host: dict
     max_queued: dict
     write_times: dict
+    stalls: dict = field(default_factory=dict)
     timing: ScheduleTiming = field(default_factory=ScheduleTiming)
 
     def breakdown(self):
@@ -329,14 +343,22 @@ class _Chip:
     def node(self, n):
         if n not in self.nodes:
             self.nodes[n] = {"queue": deque(), "writes": 0, "write_times": [], "free": 0,
-                             "running": None, "demux_free": 0, "queued": 0, "max_queued": 0,
-                             "busy": 0}
+                             "running": None, "demux_free": 0, "entries": 0, "max_queued": 0,
+                             "busy": 0, "held": deque(), "stalls": 0}
         return self.nodes[n]
 
     def _receive(self, n, vec):
         nd = self.node(n)
+        depth = self.tm.cmd_depth
+        if nd["held"] or (vec.what == "cmd" and depth is not None and nd["entries"] >= depth):
+            if not nd["held"]:
+                nd["stalls"] += 1
+            nd["held"].append(vec)          # the demux waits for a free entry
+            return
         r = max(self.sim.now, nd["demux_free"])
         nd["demux_free"] = r + 1
+        if vec.what == "cmd":
+            nd["entries"] += 1
         if vec.what == "write":
             self.sim.at(r + self.tm.write_latency, lambda: self._write(n))
         elif vec.what == "cmd":
@@ -369,6 +391,12 @@ class _Chip:
             self.sim.at(nd["free"], lambda: self._try_start(n))
             return
         nd["queue"].popleft()
+        nd["entries"] -= 1
+        if nd["held"]:                      # a free entry: the demux goes on
+            held = list(nd["held"])
+            nd["held"].clear()
+            for vec in held:
+                self._receive(n, vec)
         nd["running"] = ct
         ct.fence = nd["write_times"][ct.wait - 1] if ct.wait else 0
         ct.start = now
@@ -559,6 +587,10 @@ def schedule(program, *, timing=None):
         raise TypeError(f"timing must be a ScheduleTiming or None, not {timing!r}")
     if not isinstance(timing.host_poll, int) or timing.host_poll < 1:
         raise TypeError(f"timing.host_poll must be a positive integer, not {timing.host_poll!r}")
+    if timing.cmd_depth is not None and (not isinstance(timing.cmd_depth, int)
+                                         or timing.cmd_depth < 1):
+        raise TypeError(f"timing.cmd_depth must be a positive integer or None, not "
+                        f"{timing.cmd_depth!r}")
     chip = _Chip(program, timing)
     chip.tile_maps = {(node, slot): mapping for vs in program.tiles.values()
                       for node, slot, _, _, _, mapping, _ in vs}
@@ -570,8 +602,11 @@ def schedule(program, *, timing=None):
     if stuck or host.queue or host.pending or host.waiting:
         what = "; ".join(f"{c.label!r} at node {c.node} (wait {c.wait}, node counted "
                          f"{chip.node(c.node)['writes']})" for c in stuck[:4])
+        held = {n: len(v["held"]) for n, v in chip.nodes.items() if v["held"]}
         raise RuntimeError(f"the program does not finish: {len(stuck)} commands never ran"
                            + (f": {what}" if what else "")
+                           + (f"; receive demux held on a full command queue (cmd_depth "
+                              f"{timing.cmd_depth}) at nodes {held}" if held else "")
                            + ("; the host waits for reads that never come" if host.waiting else ""))
     every = host.need(list(host.reads))
     missing = every - host.got.keys()
@@ -594,6 +629,7 @@ def schedule(program, *, timing=None):
                           "steps": host.steps, "last_receive": last},
                     max_queued={n: v["max_queued"] for n, v in sorted(chip.nodes.items())},
                     write_times={n: v["write_times"] for n, v in sorted(chip.nodes.items())},
+                    stalls={n: v["stalls"] for n, v in sorted(chip.nodes.items())},
                     timing=timing)
 
 

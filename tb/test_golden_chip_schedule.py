@@ -193,3 +193,17 @@ def test_reconcile(layer_schedule):
     assert v["nl_lanes=1"] > v["as configured"] == rec["model_cycles"]
     assert v["both"] >= v["nl_lanes=1"]
     assert {r["phase"] for r in rec["rtl_only"]} >= {"config", "host steps"}
+
+
+def test_command_queue_depth(layer_schedule):
+    """The shell's command queue: with as many entries as the program keeps waiting at a node
+    the schedule is unchanged; one fewer holds node 0's receive demux behind a command while
+    the fence of the queue's head waits for words behind it: the program never finishes."""
+    prog, s = layer_schedule
+    need = max(s.max_queued.values())
+    same = cs.schedule(prog, timing=cs.ScheduleTiming(cmd_depth=need))
+    assert same.total_cycles == s.total_cycles and not any(same.stalls.values())
+    with pytest.raises(RuntimeError, match="full command queue \\(cmd_depth"):
+        cs.schedule(prog, timing=cs.ScheduleTiming(cmd_depth=need - 1))
+    with pytest.raises(TypeError, match="timing.cmd_depth must be a positive integer or None"):
+        cs.schedule(prog, timing=cs.ScheduleTiming(cmd_depth=0))
