@@ -199,7 +199,9 @@ def test_command_queue_depth(layer_schedule):
     """The shell's command queue: with as many entries as the program keeps waiting at a node
     the schedule is unchanged; one fewer holds node 0's receive demux behind a command while
     the fence of the queue's head waits for words behind it: the program never finishes."""
-    prog, s = layer_schedule
+    _, s = layer_schedule
+    layer, x, g = regression_case()
+    prog = cp.layer_program(layer, x, g)    # fresh: execute() above ran its host steps
     need = max(s.max_queued.values())
     same = cs.schedule(prog, timing=cs.ScheduleTiming(cmd_depth=need))
     assert same.total_cycles == s.total_cycles and not any(same.stalls.values())
