@@ -88,8 +88,10 @@ class ScheduleTiming:
     loop_latency : int
         A looped-back vector: accepted from the core -> at the receive demux.
     host_poll : int
-        The host checks its reads every ``host_poll`` cycles (1: as soon as they are in;
-        ``tb.env.chip_layer.run_program``: 64).
+        The host checks its reads every ``host_poll`` cycles from the cycle it resumed last
+        (cycle 0 at first): its vectors are queued to the port's driver at once, so it
+        starts waiting for a step's reads when it resumed from the previous step (1: it sees
+        them as soon as they are in; ``tb.env.chip_layer.run_program``: 64).
     links : bool
         Serialize packets on each link and ejection port (False: every packet at zero load).
     cmd_depth : int or None
@@ -488,6 +490,7 @@ class _Host:
     def __init__(self, chip, steps, poll):
         self.chip, self.queue, self.poll = chip, deque(steps), poll
         self.time = 0
+        self.origin = 0               # the cycle the host last resumed (its polls count from it)
         self.reads = {}
         self.got = {}
         self.pending = deque()        # vectors of the current step
@@ -516,10 +519,10 @@ class _Host:
     def _resume(self, st):
         need = self.need(st.needs)
         reads_in = max(self.got[o] for o in need)
-        wait = max(0, reads_in - self.time)
-        resume = self.time + -(-wait // self.poll) * self.poll
+        wait = max(0, reads_in - self.origin)
+        resume = max(self.time, self.origin + -(-wait // self.poll) * self.poll)
         self.steps.append((st.label, reads_in, resume))
-        self.time = resume
+        self.time = self.origin = resume
         L = self.chip.L
         zeros = {}
         for name in st.needs:
@@ -614,8 +617,8 @@ def schedule(program, *, timing=None):
         raise RuntimeError(f"the host never receives {len(missing)} words of its reads "
                            f"(first offset {min(missing):#x})")
     last = max((host.got[o] for o in every), default=host.last_vector)
-    wait = max(0, last - host.time)
-    total = host.time + -(-wait // timing.host_poll) * timing.host_poll if every else last
+    wait = max(0, last - host.origin)
+    total = host.origin + -(-wait // timing.host_poll) * timing.host_poll if every else last
     phases = {}
     for p in PHASES:
         cs = [c for c in host.commands if c.phase == p]

@@ -91,9 +91,9 @@ def test_send_to_another_core():
 def test_host_step(poll):
     """A host step waits for its read, then the host sends on. The systolic SEND of one word
     to the host: command at the head at 2, word offered at 4, at the host at 5. The host
-    reached the step at cycle 1 (after its one vector): it resumes at 5 (poll 1) or 65 (poll
-    64), and its next SEND reaches the host 5 cycles after it resumes; with poll 64 the end
-    is seen at the next poll (66 + 64)."""
+    polls from cycle 0: it resumes at 5 (poll 1) or 64 (poll 64), and its next SEND reaches
+    the host 5 cycles after it resumes; with poll 64 the end is seen at the next poll
+    (64 + 64)."""
     def step(reads):
         assert reads["a"].shape == (1, L)
         return [cp.Command(0, "systolic", sys_send(1, dest_addr=cp.HOST_FIRST + 1), 0, "again"),
@@ -107,9 +107,9 @@ def test_host_step(poll):
     assert (first.start, first.end) == (2, 5)
     (label, reads_in, resume), = s.host["steps"]
     assert reads_in == 5
-    assert resume == (5 if poll == 1 else 65)
+    assert resume == (5 if poll == 1 else 64)
     assert again.start == resume + 2
-    assert s.total_cycles == (10 if poll == 1 else 130)
+    assert s.total_cycles == (10 if poll == 1 else 128)
 
 
 def test_unmet_fence_is_reported():
