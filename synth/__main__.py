@@ -274,6 +274,9 @@ def cmd_all(args):
          f"({report['wall_seconds']} s)")
     if args.print_summary:
         print(format_summary(report))
+        if report.get("chip"):
+            from .chip import breakdown_lines
+            print("\n".join(breakdown_lines(report["chip"])))
     return 1 if errors else 0
 
 
@@ -288,6 +291,10 @@ def cmd_summary(args):
     try:
         report = json.loads(area.read_text())
         print(format_summary(report))
+        if report.get("chip"):
+            from .chip import breakdown_lines
+            print(f"\nChip by core class ({args.out_dir}/chip.md):")
+            print("\n".join(breakdown_lines(report["chip"])))
     except (ValueError, KeyError) as e:
         print(f"  (unreadable area report: {e})")
     return 0
