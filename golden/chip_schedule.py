@@ -700,7 +700,8 @@ def reconcile(program, sched):
     "schedule_start", "schedule_end", "difference", "reason"}``; ``rtl_only``: the schedule's
     phases with no time_model operation; ``variants``: time_model's layer latency with the
     RTL's choices, ``{"as configured", "nl_lanes=1", "gelu_on=ln2_on='systolic'",
-    "both"}``.
+    "both"}``; ``nonlinear``: the schedule's systolic ``NL`` cycles by function (softmax,
+    layernorm, gelu, add, load_gamma, load_beta).
     """
     from .chip import map_model, time_model
     if not isinstance(program, Program):
@@ -745,8 +746,17 @@ def reconcile(program, sched):
         "gelu_on=ln2_on='systolic'": time_model(map_model(gelu_sys, chip)).layer_latency_cycles,
         "both": time_model(map_model(gelu_sys, chip1)).layer_latency_cycles,
     }
+    nonlinear = {}
+    names = {v: k.lower() for k, v in systolic_core.NL_FUNCTIONS.items()}
+    for c in sched.commands:
+        if c.kind == "systolic":
+            d = systolic_core.decode_command(program.sys_cfg[c.node], c.word)
+            if d["op"] == 1:
+                fn = names.get(d["body"]["cmd"]["fn"], "other")
+                nonlinear[fn] = nonlinear.get(fn, 0) + c.cycles
     return {"rows": rows, "rtl_only": rtl_only, "model_cycles": tm.layer_latency_cycles,
-            "schedule_cycles": sched.total_cycles, "variants": variants}
+            "schedule_cycles": sched.total_cycles, "variants": variants,
+            "nonlinear": nonlinear}
 
 
 def main(argv=None):
@@ -762,11 +772,13 @@ def main(argv=None):
     from .chip import REGRESSION_LAYER, REGRESSION_TILE
     from .chip_program import layer_program
     from .transformer import EncoderLayer, random_weights
+    # tb.env.chip_layer.regression_case(): the layer the chip tests run
     cfg = REGRESSION_LAYER
     layer = EncoderLayer(cfg, random_weights(cfg, 0), tile=REGRESSION_TILE, seed=1)
     rng = np.random.default_rng(0)
-    layer.calibrate(rng.standard_normal((cfg.seq_len, cfg.d_model)))
-    x = layer.quantize_input(rng.standard_normal((cfg.seq_len, cfg.d_model)))
+    xf = rng.standard_normal((cfg.seq_len, cfg.d_model))
+    layer.calibrate(xf)
+    x = layer.quantize_input(xf)
     grads = {t: (rng.integers(-128, 128, (cfg.seq_len, cfg.d_model)), 10)
              for t in cfg.lora_targets}
     prog = layer_program(layer, x, grads)
@@ -784,6 +796,10 @@ def main(argv=None):
     for p, v in sched.phases.items():
         print(f"{p:12s} {v['end'] - v['start']:8d} {v['busy']:8d} {v['start']:8d} {v['end']:8d}")
     print(f"host steps: {sched.host['steps']}")
+    spans = sum(v["end"] - v["start"] for v in sched.phases.values())
+    print(f"sum of phase spans {spans}, the rest (host writes, NoC latencies between phases) "
+          f"{sched.total_cycles - spans}")
+    print(f"systolic nonlinear unit by function: {rec['nonlinear']}")
     print(f"\n{'op':15s} {'model':>7s} {'sched':>7s} {'diff':>7s}  reason")
     for r in rec["rows"]:
         print(f"{r['op']:15s} {r['model_cycles']:7d} {r['schedule_cycles']:7d} "

@@ -193,6 +193,17 @@ def test_reconcile(layer_schedule):
     assert v["nl_lanes=1"] > v["as configured"] == rec["model_cycles"]
     assert v["both"] >= v["nl_lanes=1"]
     assert {r["phase"] for r in rec["rtl_only"]} >= {"config", "host steps"}
+    n, h = prog.layer.cfg.seq_len, prog.layer.cfg.heads
+    assert rec["nonlinear"]["softmax"] == h * (2 + n * systolic_core.nl_row_cycles(
+        0, n, max_len=SYS.nl_max_len))
+
+
+def test_main_prints_the_regression_figures(layer_schedule, capsys):
+    """``python -m golden.chip_schedule`` schedules the same regression layer."""
+    _, s = layer_schedule
+    cs.main([])
+    out = capsys.readouterr().out
+    assert out.startswith(f"schedule: {s.total_cycles} cycles; time_model: ")
 
 
 def test_command_queue_depth(layer_schedule):
