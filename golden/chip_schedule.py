@@ -21,10 +21,10 @@ cores and NoC at one clock, so every figure is in the chip's cycles):
   ``o``.
 - At the destination, the receive demux takes one vector per cycle (network and loopback);
   a memory write is counted by the fence ``write_latency`` cycles later, a command reaches
-  the head of the node's command queue ``cmd_latency`` cycles later (the queue is unbounded
-  here; :attr:`Schedule.max_queued` reports the most commands a node held, to compare with
-  the shell's ``cmd_depth``), a host-window vector reaches ``host_o`` ``host_latency`` cycles
-  later.
+  the head of the node's command queue ``cmd_latency`` cycles later (:class:`ScheduleTiming`
+  ``cmd_depth``: a full queue holds the demux; :attr:`Schedule.max_queued` reports the most
+  commands a node held, the shell's ``cmd_depth`` the program needs), a host-window vector
+  reaches ``host_o`` ``host_latency`` cycles later.
 - Each core runs its commands in order: a command starts when it is at the head of the
   queue, its fence is met (the node has counted at least ``wait`` writes) and the previous
   command has finished. Durations: systolic commands from
@@ -42,9 +42,16 @@ cores and NoC at one clock, so every figure is in the chip's cycles):
   reached ``host_o`` (``host_poll``: the host looks every ``host_poll`` cycles, as
   ``tb.env.chip_layer.run_program`` does with 64).
 
-The schedule depends on the program's shapes only: host steps are run on a copy of their
-function with all-zero reads (the number of words and the fences do not depend on the
-values).
+The schedule depends on the program's shapes only: the host steps run on a copy of the
+program's steps with all-zero reads (the number of words and the fences do not depend on the
+values), so scheduling leaves the program as it was. A program whose host steps have already
+run (:func:`golden.chip_program.execute`) carries their write counts into a second run (its
+later fences are too high): schedule a fresh one.
+
+Not modelled: router buffers and credits (packets are serialized per link, never stalled by
+a full buffer downstream), memory-port conflicts between a core's commands and concurrent
+``wr`` traffic, the upstream stall of a full command queue beyond the node's own demux,
+idle cycles of the host's driver.
 
 :func:`reconcile` sets :func:`golden.chip.time_model` of the same configuration beside the
 schedule, operation by operation, with the reason for each difference.
@@ -52,7 +59,6 @@ schedule, operation by operation, with the reason for each difference.
 
 import copy
 import heapq
-import math
 import re
 from collections import deque
 from dataclasses import dataclass, field, replace
