@@ -46,6 +46,21 @@ def test_one_command():
     assert s.busy == {0: c.cycles}
 
 
+def test_result_sent_to_another_core():
+    """A GEMM whose result goes to the ReRAM core: its words leave at the packetizer's pace
+    (one per 1 + B cycles) instead of one per cycle, so it takes ``(span - 1) B`` cycles
+    more than command_cycles (``span`` words)."""
+    word = systolic_core.encode_command(SYS, "GEMM", dest=PIM_NODE, dest_addr=0, m=16, n=8,
+                                        k=16, a_addr=0, b_addr=16, c_addr=32, a_t=1, c_t=1,
+                                        out_width=8)
+    s = cs.schedule(program([cp.Command(0, "systolic", word, 0, "gemm")]))
+    (c,) = s.commands
+    span = 8                                   # C^T: 8 rows of 16 elements, a word each
+    assert c.sent == span
+    assert c.cycles == systolic_core.command_cycles(SYS, word) + (span - 1) * (P - 1)
+    assert s.write_times[PIM_NODE][-1] == c.end - 1 + stream_cycles(NI, 1) + 1
+
+
 def test_fence_wait():
     """A command sent before the two writes it waits for starts when the second is counted:
     the command at the queue's head at 2; writes accepted at cycles 1 and 2 (loopback), at the
