@@ -10,7 +10,7 @@ from golden import chip_schedule as cs
 from golden import noc, pim_core, systolic_core
 from golden.chip import REGRESSION_CHIP
 from golden.network_interface import stream_cycles
-from tb.env.chip_layer import regression_case
+from tb.test_golden_chip_program import regression_case
 
 CHIP = REGRESSION_CHIP
 NI = cp.chip_ni(CHIP)
