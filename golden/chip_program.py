@@ -448,6 +448,11 @@ def layer_program(layer, x, grads=None, *, chip=None):
         phase2 = _Phase2(b, sys_node, t, dt_sys, x_sys, da_sys, da_host, n, d, r, chip, scfg,
                          cfg.act_bits)
         later.append(HostStep((f"dTacc_{t}",), phase2, f"dT_{t}: the max-reduction shift"))
+    # The host steps run last, in order: each one's dT words are counted here, once, so a
+    # program can be run any number of times.
+    for st in later:
+        b.received[sys_node] = b.received.get(sys_node, 0) + n * b.wpr(r)
+        st.fn.wait = b.received[sys_node] % (1 << WAIT_BITS)
     b.steps += later
     rest = b.steps[cut:]
     steps = b.steps[:cut] + [HostStep(("barrier",), _Continue(rest), "barrier")]
@@ -477,6 +482,7 @@ class _Phase2:
 
     def __init__(self, b, node, t, dt_sys, x_sys, da_sys, da_host, n, d, r, chip, scfg, bits):
         self.args = (b, node, t, dt_sys, x_sys, da_sys, da_host, n, d, r, chip, scfg, bits)
+        self.wait = None      # the dA fence, set when the program is complete
 
     def __call__(self, reads):
         b, node, t, dt_sys, x_sys, da_sys, da_host, n, d, r, chip, scfg, bits = self.args
@@ -484,14 +490,12 @@ class _Phase2:
         sh = max(0, int(np.abs(acc).max(initial=0)).bit_length() - (bits - 1))
         dt = nl.saturate(nl.rshift_round(acc, sh), bits)
         words = _words(dt, b.L)
-        count = b.received.get(node, 0) + len(words)
         steps = [Write(node, dt_sys, words, f"dT_{t}")]
         word = systolic_core.encode_command(
             scfg, "GEMM", layer=0, dest=node, dest_addr=0, m=d, n=r, k=n, a_addr=x_sys,
             b_addr=dt_sys, c_addr=da_sys, a_ld=0, b_ld=0, c_ld=0, a_t=1, b_t=0, c_t=0,
             out_shift=0, out_width=0)
-        b.received[node] = count
-        wait = count % (1 << WAIT_BITS)
+        wait = self.wait
         steps.append(Command(node, "systolic", word, wait, f"dA_{t} = X^T dT"))
         send = systolic_core.encode_command(scfg, "SEND", layer=0, dest=0, dest_addr=da_host,
                                             src=da_sys, count=d * b.wpr(2 * r))
@@ -499,11 +503,13 @@ class _Phase2:
         return steps, {f"sh_{t}": sh}
 
 
-def execute(program, *, trace=None):
+def execute(program, *, trace=None, on_command=None):
     """Run ``program`` on the golden core models in program order: ``{read name: matrix}``
     (and ``"host"``: the host step outputs). ``trace``: a list that receives, per command,
     ``(label, node, wait, received)``: its fence and the words its node had received when it
-    ran in program order (equal for a correct program)."""
+    ran in program order (equal for a correct program). ``on_command(step, kind, model)`` is
+    called before each command runs on its golden core model (e.g. to learn the inputs each
+    tile gets, for the analog crossbars of an RTL run)."""
     chip = program.chip
     L = chip_ni(chip).length
     cores = {}
@@ -548,6 +554,8 @@ def execute(program, *, trace=None):
             kind, core = cores[st.node]
             if trace is not None:
                 trace.append((st.label, st.node, st.wait, received.get(st.node, 0)))
+            if on_command is not None:
+                on_command(st, kind, core)
             if kind == "pim":
                 sent = [(dst, off, data) for dst, off, _, data in core.execute(st.word)]
             else:

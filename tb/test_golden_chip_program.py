@@ -62,3 +62,13 @@ def test_uncalibrated_layer_is_refused():
     layer = EncoderLayer(cfg, random_weights(cfg), tile=REGRESSION_TILE)
     with pytest.raises(ValueError, match="formats"):
         cp.layer_program(layer, np.zeros((cfg.seq_len, cfg.d_model), dtype=np.int64))
+
+
+def test_a_program_runs_twice_the_same():
+    """Host steps do not change the program: a second run has the same fences and results."""
+    layer, x, g = regression_case()
+    prog = cp.layer_program(layer, x, g)
+    t1, t2 = [], []
+    r1, r2 = cp.execute(prog, trace=t1), cp.execute(prog, trace=t2)
+    assert t1 == t2
+    assert all(np.array_equal(r1[k], r2[k]) for k in r1 if k != "host")
