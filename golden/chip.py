@@ -109,6 +109,9 @@ class ChipConfig:
     pim_mem_words : int
         Local memory words of a ReRAM core (``vector_length`` 16-bit elements each; the RTL's
         ``PimCore(mem_words=)``). Not in the papers: 4096.
+    cmd_depth : int
+        Commands each node's shell queues behind its fence (``hdl.chip.CoreNode(cmd_depth=)``);
+        a full queue holds the node's receive side. Not in the papers: 64.
 
     The chip RTL's vectors (:attr:`vector_length`) are ``max(tile.rows, systolic_rows)``
     16-bit elements.
@@ -132,6 +135,7 @@ class ChipConfig:
     reram_row_write_s: float = 1e-6
     noc_buffer: int = 8
     pim_mem_words: int = 4096
+    cmd_depth: int = 64
 
     def __post_init__(self):
         d = self.dims
@@ -159,6 +163,7 @@ class ChipConfig:
         check_int("nl_lanes", self.nl_lanes, 1, 4096)
         check_int("noc_buffer", self.noc_buffer, 3, 256)
         check_int("pim_mem_words", self.pim_mem_words, 2, 32768)
+        check_int("cmd_depth", self.cmd_depth, 1, 1024)
 
     @property
     def vector_length(self):

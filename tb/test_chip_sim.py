@@ -1,3 +1,4 @@
+# amaranth: UnusedElaboratable=no
 """CoreNode shell in the Amaranth simulator: demux, fence, loopback, host port, errors.
 
 One host node (:class:`hdl.chip.CoreNode` with ``host=True``) around the test-fixture memory
@@ -6,7 +7,6 @@ it sends comes back to it, as a one-node network would deliver it), 8-lane vecto
 Python reference of the core's memory gives the expected vectors on ``host_o``.
 """
 
-# amaranth: UnusedElaboratable=no
 
 import random
 import re
@@ -227,3 +227,17 @@ def test_macro_stub_has_the_tile_ports():
         decl = (f"wire width {width} " if width > 1 else "wire ") + direction
         assert re.search(rf"{decl} \d+ \\{port}$", mods[name], re.M), port
     assert add_macro_stubs("module \\x\nend\n", REGRESSION_CHIP) == "module \\x\nend\n"
+
+
+def test_writes_flow_while_the_command_queue_is_full():
+    """Two fenced commands fill the queue (cmd_depth 2) before any write: the writes they
+    wait for still reach the core, and both commands run in order."""
+    rng = random.Random(11)
+    w = rand_words(rng, 3)
+    items = [vec(0, command_port(NI), cmd(2, 2, 0, 0, HOST_FIRST)),
+             vec(0, command_port(NI), cmd(3, 1, 2, 0, HOST_FIRST + 2))]
+    items += [vec(1, k, w[k]) for k in range(3)]
+    got, status = run(items, 3, backpressure=0.2, seed=3)
+    by_offset = {g["tag"]["offset"]: list(g["data"]) for g in got}
+    assert [by_offset[HOST_FIRST + k] for k in range(3)] == [lanes(v) for v in w]
+    assert status["busy"] == 0 and status["error"] == 0

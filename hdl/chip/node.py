@@ -1,12 +1,3 @@
-# LEAD NOTE TO THE CHIP HELPER (17:35; act on it, then delete this comment):
-# 1. (17:35) IGNORE the 17:25 change to 32-bit elements: elements stay 16 bits (the systolic core
-#    sends wide results as two 16-bit lanes). Keep ELEM_WIDTH = 16.
-# 2. Deadlock to avoid: a fenced command at the head of a FULL command queue must not stop the
-#    NI from delivering the memory writes the fence waits for. Writes must keep flowing into
-#    `wr` while commands wait (only a new command vector may stall, when the queue is full).
-#    The lead's layer program sends up to ~30 commands per node ahead of their data: make
-#    cmd_depth a parameter (ChipConfig.cmd_depth, default 32) and document the rule
-#    "at most cmd_depth commands outstanding per node".
 """The shell of one chip node: network interface, receive demux, command fence, loopback and
 (at node 0) the host port, around one core (:mod:`hdl.chip`; the interface is the chip's core
 interface: ``cmd``, ``wr``, ``o``, ``busy``, ``error``)."""
@@ -87,8 +78,10 @@ class CoreNode(wiring.Component):
       sticky ``addr_error`` and still counts as a write for the fence.
     - Fence. Commands wait in a queue of ``cmd_depth`` entries; the head goes to ``cmd``
       only once the core has received at least ``wait`` writes since reset (a 16-bit
-      counter; ``(writes - wait) mod 2**16 < 2**15``). Writes are never held behind a
-      command unless the queue is full.
+      counter; ``(writes - wait) mod 2**16 < 2**15``). Writes keep flowing into ``wr``
+      while commands wait; only a command vector that finds the queue full stalls the
+      demux (and so the writes behind it). Rule for the host: at most ``cmd_depth``
+      commands outstanding (received, not yet taken by the core) per node.
     - Send. The core's ``o`` (and, with ``host``, ``host_i``, merged vector by vector, round
       robin) goes to the interface's packetizer, except vectors whose ``dest`` is this node
       (``node_id``), which loop back through a 2-entry queue into the receive demux,
@@ -114,7 +107,8 @@ class CoreNode(wiring.Component):
     layer : int
         The layer this node expects in tags.
     cmd_depth : int
-        Commands queued behind the fence, at least 1.
+        Commands queued behind the fence, 1 to 1024. A command that finds the queue full
+        holds the receive demux (and the writes behind it) until the head command leaves.
 
     Members
     -------
@@ -161,7 +155,7 @@ class CoreNode(wiring.Component):
         if not isinstance(host, bool):
             raise TypeError(f"Host must be a bool, not {host!r}")
         _check_int("Layer", layer, 0, (1 << ni.layer_bits) - 1)
-        _check_int("Cmd depth", cmd_depth, 1, 64)
+        _check_int("Cmd depth", cmd_depth, 1, 1024)
         self._ni, self._core, self._core_args = ni, core, core_args
         self._mem_words, self._host, self._layer, self._cmd_depth = \
             mem_words, host, layer, cmd_depth

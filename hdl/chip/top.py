@@ -89,7 +89,9 @@ class AtleusChip(wiring.Component):
         its name: ``dims``, ``tiles_per_core``, ``tile``, ``systolic_rows``,
         ``systolic_cols``, ``systolic_sram_bits`` (the systolic core's memory:
         ``systolic_sram_bits / (16 * vector_length)`` words), ``acc_width``, ``nl_lanes``,
-        ``topology``, ``flit_bits``, ``vcs``, ``noc_buffer``; the clocks and the HBM
+        ``topology``, ``flit_bits``, ``vcs``, ``noc_buffer``, ``pim_mem_words``, ``cmd_depth``
+        (each shell's command queue); ``nl_lanes`` is not (the systolic core's nonlinear
+        unit takes one element per cycle); the clocks and the HBM
         bandwidth are the timing model's only (one clock domain here).
 
     Members
@@ -181,6 +183,7 @@ class AtleusChip(wiring.Component):
                     kind = "host" if host else "systolic" if z == 0 else "pim"
                     node = add_cell(m, f"node_{x}_{y}_{z}", CoreNode, self._ni, core=core,
                                     core_args=args, mem_words=mem_words, host=host,
+                                    cmd_depth=c.cmd_depth,
                                     module_name=f"{kind}_node")
                     m.d.comb += node.node_id.eq(n)
                     wiring.connect(m, node.inject, net.inject[n])
