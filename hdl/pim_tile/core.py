@@ -167,7 +167,8 @@ def _next_set(m, mask, n, name):
        tile="a golden.pim_tile.TileConfig, or atleus (96 crossbars of 128x128), regression "
             "(16 of 32x32) or small (2 of 8x8)",
        ni="a golden.network_interface.NiConfig, or atleus (32-bit elements, 128 lanes, 64 nodes), "
-          "regression (32-bit, 32 lanes, 8 nodes) or small (32-bit, 8 lanes, 4 nodes)",
+          "regression (32-bit, 32 lanes, 8 nodes) or small (32-bit, 8 lanes, 4 nodes); "
+          "the chip's cores use 16-bit elements",
        mem_words="local memory words of ni.length elements (2-32768)",
        max_cols="longest output row in columns (0: tiles * tile.outputs)",
        analog="ports (analog ports at the top, tests) or macro (a blackbox per tile)",
@@ -236,9 +237,11 @@ class PimCore(wiring.Component):
         (``golden.chip.REGRESSION_TILE``) or ``"small"`` (:data:`SMALL_TILE`).
     ni : golden.network_interface.NiConfig or str
         The network-interface parameters (``elem_width``, ``length``, ``nodes``, tag widths),
-        or ``"atleus"`` (the full-size chip's: 32-bit elements, 128 lanes, 64 nodes),
-        ``"regression"`` (``REGRESSION_CHIP``'s: 32-bit elements, 32 lanes, 8 nodes) or
-        ``"small"`` (32-bit elements, 8 lanes, 4 nodes).
+        or ``"atleus"`` (the full-size chip's 128 lanes and 64 nodes), ``"regression"``
+        (``REGRESSION_CHIP``'s 32 lanes and 8 nodes) or ``"small"`` (8 lanes, 4 nodes). The
+        presets have 32-bit elements, so a standalone core can send exact projection
+        outputs; the chip passes its own NiConfig (16-bit elements,
+        :func:`hdl.chip.chip_ni_config`), where the core saturates its outputs to 16 bits.
     mem_words : int
         Local memory words (2 to 32768).
     max_cols : int
