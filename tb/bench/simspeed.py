@@ -296,12 +296,17 @@ def _pim_tile(crossbars):
         p = params()
         # tb.bench.pim_tile's build name for its 8-crossbar tile: the same model, built once
         build_name = "pim_tile_simspeed" if crossbars == 8 else f"pim_tile_simspeed{crossbars}"
+        # 6 vectors (~50k cycles, ~0.5 CPU-s: a shorter window spread by tens of percent) on
+        # 8 crossbars, 2 on the full tile
+        batch = 6 if crossbars == 8 else 2
         verilog = tile_testbench_verilog(generate(PimTile(**p), "pim_tile"), TileConfig(**p))
         config = {k: (list(v) if isinstance(v, tuple) else v) for k, v in p.items()}
         return dict(verilog=verilog, toplevel=TESTBENCH_TOP, name=build_name,
                     options=dict(top_only=True), testcase="tile_simspeed", module="tb.bench.pim_tile",
-                    env={"PIM_SIMSPEED": json.dumps({"tile": config, "batch": 2, "noisy": True})},
-                    out_var="PIM_SIMSPEED_OUT", config={}, config_extra={"tile": config})
+                    env={"PIM_SIMSPEED": json.dumps({"tile": config, "batch": batch,
+                                                     "noisy": True})},
+                    out_var="PIM_SIMSPEED_OUT", config={},
+                    config_extra={"tile": config, "vectors": batch})
     return {"block": "pim_tile", "config": {"crossbars": crossbars,
                                             "testbench": "MLC layer, golden crossbars in the loop, "
                                                          "noise on"},
