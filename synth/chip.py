@@ -165,12 +165,14 @@ def breakdown_lines(b):
         lines.append(f"\nNot included: `{m['module']}` x {m['instances']}: {m['what']}.")
     a = b.get("atleus")
     if a:
-        lines += ["", "| vs Atleus Table IV | here (130 nm) | here scaled to 32 nm | Atleus (32 nm) |",
+        lines += ["", "| vs Atleus Table IV | here (130 nm) | here scaled to 32 nm "
+                  "| Atleus (32 nm) |",
                   "|---|---:|---:|---:|",
                   f"| ReRAM tile | {a['tile_mm2']:.3f} mm^2 (digital only) | "
                   f"{a['tile_mm2_at_32nm']:.4f} mm^2 | {a['atleus_tile_mm2']} mm^2 |",
                   f"| systolic core | {a['systolic_core_mm2']:.3f} mm^2 | "
-                  f"{a['systolic_core_mm2_at_32nm']:.4f} mm^2 | {a['atleus_systolic_core_mm2']} mm^2 |",
+                  f"{a['systolic_core_mm2_at_32nm']:.4f} mm^2 | "
+                  f"{a['atleus_systolic_core_mm2']} mm^2 |",
                   f"| systolic core / tile | {a['systolic_over_tile']:.2f} | | "
                   f"{a['atleus_systolic_over_tile']:.2f} |", ""]
         lines += [f"- {t}" for t in a["notes"]]

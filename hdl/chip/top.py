@@ -7,6 +7,7 @@ from amaranth.lib.wiring import In, Out
 
 from golden.chip import REGRESSION_CHIP, ChipConfig
 from golden.network_interface import NiConfig
+from golden.pim_tile import TileConfig
 
 from ..cells import add_cell
 from ..noc.network import NocNetwork
@@ -14,10 +15,20 @@ from ..registry import block
 from ..noc.network_interface import receive_layout, send_layout
 from .node import ELEM_WIDTH, HOST_FIRST, CoreNode
 
-__all__ = ["AtleusChip", "chip_ni_config", "PRESETS", "HOST_NODE"]
+__all__ = ["AtleusChip", "chip_ni_config", "PRESETS", "SMALL_CHIP", "HOST_NODE"]
+
+#: The smallest chip (quick synthesis tests): one systolic node over one ReRAM node, a 2-crossbar
+#: 8x8 tile, a 32x2 array (32-lane vectors: the systolic core's 292-bit command must fit one).
+SMALL_CHIP = ChipConfig(
+    dims=(1, 1, 2), tiles_per_core=1,
+    tile=TileConfig(crossbars=2, rows=8, cols=8, input_bits=2, weight_bits=2, adc_bits=4,
+                    resolutions=(3, 4), group=2, row_blocks=1, outputs=8, scale_bits=6,
+                    scale_frac_bits=4, out_bits=8),
+    systolic_rows=32, systolic_cols=2, systolic_sram_bits=16 * 16 * 32, acc_width=16,
+    topology="mesh", vcs=1, noc_buffer=3, pim_mem_words=16, cmd_depth=2)
 
 #: Named configurations for the command line (``--config``).
-PRESETS = {"atleus": ChipConfig(), "regression": REGRESSION_CHIP}
+PRESETS = {"atleus": ChipConfig(), "regression": REGRESSION_CHIP, "small": SMALL_CHIP}
 
 #: The node with the host port (``ChipConfig.node(0, 0, 0)``: tier 0, a systolic core).
 HOST_NODE = 0
@@ -58,8 +69,8 @@ def _check_divides(name, value, L):
 
 @block("atleus_chip",
        config="the chip: atleus (golden.chip.ChipConfig(): 4x4x4, 16 tiles of 96 128x128 "
-              "crossbars per ReRAM core, 128x32 systolic cores) or regression "
-              "(golden.chip.REGRESSION_CHIP)")
+              "crossbars per ReRAM core, 128x32 systolic cores), regression "
+              "(golden.chip.REGRESSION_CHIP) or small (1x1x2, for quick synthesis)")
 class AtleusChip(wiring.Component):
     """The Atleus chip (Fig. 2): ``X * Y * tiers`` cores on the NoC, a host port at node 0.
 
@@ -84,15 +95,16 @@ class AtleusChip(wiring.Component):
     Parameters
     ----------
     config : golden.chip.ChipConfig or str or None
-        The chip (``"atleus"`` or None: ``ChipConfig()``, Atleus' 4x4x4 chip; ``"regression"``:
-        :data:`golden.chip.REGRESSION_CHIP`). Every field that the RTL uses reaches it by
-        its name: ``dims``, ``tiles_per_core``, ``tile``, ``systolic_rows``,
-        ``systolic_cols``, ``systolic_sram_bits`` (the systolic core's memory:
-        ``systolic_sram_bits / (16 * vector_length)`` words), ``acc_width``, ``nl_lanes``,
-        ``topology``, ``flit_bits``, ``vcs``, ``noc_buffer``, ``pim_mem_words``, ``cmd_depth``
-        (each shell's command queue); ``nl_lanes`` is not (the systolic core's nonlinear
-        unit takes one element per cycle); the clocks and the HBM
-        bandwidth are the timing model's only (one clock domain here).
+        The chip (``"atleus"`` or None: ``ChipConfig()``, Atleus' 4x4x4 chip;
+        ``"regression"``: :data:`golden.chip.REGRESSION_CHIP`; ``"small"``:
+        :data:`SMALL_CHIP`). Every field that the RTL uses reaches it by its name: ``dims``,
+        ``tiles_per_core``, ``tile``, ``systolic_rows``, ``systolic_cols``,
+        ``systolic_sram_bits`` (the systolic core's memory: ``systolic_sram_bits / (16 *
+        vector_length)`` words), ``acc_width``, ``topology``, ``flit_bits``, ``vcs``,
+        ``noc_buffer``, ``pim_mem_words``, ``cmd_depth`` (each shell's command queue).
+        ``nl_lanes`` does not (the systolic core's nonlinear unit takes one element per
+        cycle); the clocks and the HBM bandwidth are the timing model's only (one clock
+        domain here).
 
     Members
     -------

@@ -114,7 +114,8 @@ def run(out_dir="build/bench"):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m tb.bench.chip", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m tb.bench.chip",
+                                     description=__doc__.split("\n")[0])
     parser.add_argument("--out-dir", default="build/bench")
     args = parser.parse_args(argv)
     result = run(args.out_dir)
