@@ -264,8 +264,9 @@ def cmd_all(args):
     chip_rep = next((r for r in rows if r["block"] == CHIP_BLOCK), None)
     if chip_rep is not None:
         from .chip import write_chip_report
-        chip = run.blocks[CHIP_BLOCK].build(**{k: v for k, v in chip_rep["parameters"].items()})
-        report["chip"] = write_chip_report(chip_rep, chip.config, args.out_dir)
+        from hdl.chip.top import chip_config
+        report["chip"] = write_chip_report(chip_rep, chip_config(chip_rep["parameters"]["config"]),
+                                           args.out_dir)
         _log(f"wrote {args.out_dir}/chip.json, chip.md")
     write_json(report, args.out_dir / "area.json")
     write_markdown(report, args.out_dir / "area.md")

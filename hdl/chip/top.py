@@ -15,7 +15,7 @@ from ..registry import block
 from ..noc.network_interface import receive_layout, send_layout
 from .node import ELEM_WIDTH, HOST_FIRST, CoreNode
 
-__all__ = ["AtleusChip", "chip_ni_config", "PRESETS", "SMALL_CHIP", "HOST_NODE"]
+__all__ = ["AtleusChip", "chip_config", "chip_ni_config", "PRESETS", "SMALL_CHIP", "HOST_NODE"]
 
 #: The smallest chip (quick synthesis tests): one systolic node over one ReRAM node, a 2-crossbar
 #: 8x8 tile, a 32x2 array (32-lane vectors: the systolic core's 292-bit command must fit one).
@@ -47,7 +47,9 @@ def chip_ni_config(config):
                     stage_bits=STAGE_BITS, offset_bits=OFFSET_BITS)
 
 
-def _as_config(config):
+def chip_config(config="atleus"):
+    """The :class:`golden.chip.ChipConfig` that ``AtleusChip(config)`` builds (a ChipConfig,
+    a name of :data:`PRESETS`, or None: Atleus')."""
     if config is None:
         return ChipConfig()
     if isinstance(config, str):
@@ -120,7 +122,7 @@ class AtleusChip(wiring.Component):
     """
 
     def __init__(self, config="atleus"):
-        self._config = config = _as_config(config)
+        self._config = config = chip_config(config)
         L = config.vector_length
         _check_divides("systolic_rows", config.systolic_rows, L)
         _check_divides("systolic_cols", config.systolic_cols, L)
