@@ -1,23 +1,23 @@
 """Benchmark of the chip: ``python -m tb.bench.chip`` -> ``build/bench/chip.json``.
 
-Runs a program through the Verilated regression chip (:data:`golden.chip.REGRESSION_CHIP`,
-:func:`tb.env.chip.build_chip`: the analog crossbar macros of every tile answered by the
-golden crossbars, :class:`tb.env.pim_core.MacroServer`) from the host port
-(:class:`tb.env.chip.ChipBench`), and writes:
+Runs the regression encoder layer (:data:`golden.chip.REGRESSION_LAYER` with LoRA: forward and
+the LoRA gradient GEMMs, :func:`golden.chip_program.layer_program`) through the Verilated
+regression chip (:data:`golden.chip.REGRESSION_CHIP`, :func:`tb.env.chip.build_chip`; every
+tile's analog crossbars answered by the golden crossbars) from the host port
+(:func:`tb.env.chip_layer.run_program`), and writes:
 
-- ``rtl_cycles``: cycles of the program on the RTL, from its first host vector to its last
-  result at the host;
-- ``model_cycles``: the same program's cycles from :func:`golden.chip.time_model` (None
-  until the layer program is in: see :func:`program`);
-- ``bit_exact``: every result equal to the golden model's;
+- ``rtl_cycles``: the layer on the RTL, from the host's first vector to its last result;
+- ``model_cycles``: :func:`golden.chip.time_model`'s layer latency for the same configuration
+  (its transaction-level model), and ``model_cycles_rtl_choices`` with the RTL's choices
+  (one nonlinear lane, GELU and the second LayerNorm on the systolic core);
+- ``schedule_cycles``: :func:`golden.chip_schedule.schedule` of the same program (the
+  cycle model of the chip running it), with its phase breakdown;
+- ``bit_exact``: true only when ``y`` and every target's ``dB`` and ``dA`` equal
+  :class:`golden.transformer.EncoderLayer` / :func:`golden.lora.lora_backward` (and the golden
+  core models' run of the program);
 - ``sim_cycles_per_cpu_s``: simulated cycles per CPU-second of the simulator process
-  (``time.process_time`` inside the cocotb test);
-- ``build_seconds``, ``hier_blocks``, ``program``.
-
-The program today is a smoke test (:func:`program`): the host writes a matrix into a
-systolic core and a ReRAM core and has each send it back; the encoder layer (forward and
-LoRA gradient GEMMs, bit-exact against :class:`golden.transformer.EncoderLayer`, cycles
-against :func:`golden.chip.time_model`) replaces it.
+  (``time.process_time`` inside the cocotb test), beside the wall-clock rate;
+- ``build_seconds``, ``commands``, ``host_vectors``, ``noise``.
 """
 
 import os
@@ -28,6 +28,7 @@ import argparse                                            # noqa: E402
 import json                                                # noqa: E402
 import sys                                                 # noqa: E402
 import time                                                # noqa: E402
+from dataclasses import replace                            # noqa: E402
 from pathlib import Path                                   # noqa: E402
 
 import numpy as np                                         # noqa: E402
@@ -36,58 +37,54 @@ import cocotb                                              # noqa: E402
 
 from golden.chip import REGRESSION_CHIP                    # noqa: E402
 
-HOST_WINDOW = 0x8000
-
-
-async def program(bench):
-    """The benchmark's program on a started :class:`tb.env.chip.ChipBench`; returns
-    ``(bit_exact, model_cycles)``.
-
-    Smoke program (to be replaced by the regression layer): an ``R x C`` int16 matrix into
-    systolic core 1 and ReRAM core ``X*Y`` (over the NoC), each sent back to the host window
-    by the core's own SEND (fenced on the writes)."""
-    from golden import pim_core as gpc
-    from golden import systolic_core as gsc
-    cfg = bench.config
-    X, Y, _ = cfg.dims
-    rng = np.random.default_rng(0)
-    R, C = 8, 2 * bench.L
-    exact = True
-    for node in (1 % (X * Y), X * Y):
-        a = rng.integers(-(1 << 15), 1 << 15, (R, C))
-        words = bench.write_matrix(node, 0, a)
-        core = bench.core(node)
-        if node < X * Y:
-            cmd = gsc.encode_command(core.config, "SEND", dest=0, dest_addr=HOST_WINDOW,
-                                     src=0, count=words)
-        else:
-            cmd = gpc.encode_command(core.config, gpc.Op.SEND, in_addr=0, tokens=words,
-                                     dest=0, dest_addr=HOST_WINDOW)
-        bench.command(node, cmd)
-        got = await bench.read_matrix(R, C)
-        exact = exact and np.array_equal(np.array(got), a)
-    return exact, None
-
 
 @cocotb.test()
 async def chip_bench(dut):
-    """Runs :func:`program` and writes the figures to ``CHIP_BENCH_OUT``."""
-    from tb.env.chip import ChipBench
-    bench = ChipBench(dut, REGRESSION_CHIP)
-    await bench.start()
-    bench.start_macros()
-    c0, p0, w0 = bench.sim_cycles(), time.process_time(), time.perf_counter()
-    exact, model = await program(bench)
-    cycles = bench.sim_cycles() - c0
+    """The layer program on the chip; the figures to ``CHIP_BENCH_OUT``."""
+    from golden import chip_program as cp
+    from tb.env import chip_layer as cl
+    noise = os.environ.get("CHIP_BENCH_NOISE", "ideal")
+    layer, x, grads = cl.regression_case(cl.NOISE if noise == "noisy" else None, seed=0)
+    program = cp.layer_program(layer, x, grads)
+    p0, w0 = time.process_time(), time.perf_counter()
+    got, info = await cl.run_program(dut, program)
     cpu, wall = time.process_time() - p0, time.perf_counter() - w0
-    assert bench.errors() == 0, f"error bits {bench.errors():#x}"
+    want = cp.expected_results(layer, x, grads)
+    exact = all(np.array_equal(got[k], v) and np.array_equal(got[k], info["golden"][k])
+                for k, v in want.items())
     with open(os.environ["CHIP_BENCH_OUT"], "w") as f:
-        json.dump({"rtl_cycles": cycles, "model_cycles": model, "bit_exact": bool(exact),
-                   "cpu_seconds": cpu, "wall_seconds": wall,
-                   "sim_cycles_per_cpu_s": cycles / cpu if cpu else None}, f)
+        json.dump({"rtl_cycles": info["cycles"], "bit_exact": bool(exact and not info["errors"]),
+                   "errors": info["errors"], "commands": info["commands"],
+                   "host_vectors": info["host_vectors"], "cpu_seconds": round(cpu, 2),
+                   "wall_seconds": round(wall, 2),
+                   "sim_cycles_per_cpu_s": round(info["cycles"] / cpu) if cpu else None,
+                   "sim_cycles_per_wall_s": round(info["cycles"] / wall) if wall else None}, f)
 
 
-def run(out_dir="build/bench"):
+def models():
+    """The layer's cycles from the two models: ``time_model`` (as configured and with the
+    RTL's choices) and the schedule of the compiled program."""
+    from golden import chip_program as cp
+    from golden.chip import map_model, time_model
+    from golden.chip_schedule import ScheduleTiming, schedule
+    from tb.env import chip_layer as cl
+    layer, x, grads = cl.regression_case(seed=0)
+    cfg = layer.cfg
+    chip = REGRESSION_CHIP
+
+    def latency(c, lc):
+        t = time_model(map_model(lc, c))
+        return round(t.layer_latency_s * c.f_systolic)
+
+    rtl_like = replace(cfg, gelu_on="systolic", ln2_on="systolic")
+    sched = schedule(cp.layer_program(layer, x, grads), timing=ScheduleTiming(host_poll=64))
+    return {"model_cycles": latency(chip, cfg),
+            "model_cycles_rtl_choices": latency(replace(chip, nl_lanes=1), rtl_like),
+            "schedule_cycles": sched.total_cycles,
+            "schedule_phases": sched.breakdown()}
+
+
+def run(out_dir="build/bench", *, noise="ideal"):
     """Build (cached) and run the benchmark; returns the figures written to
     ``<out_dir>/chip.json``."""
     import tempfile
@@ -100,10 +97,14 @@ def run(out_dir="build/bench"):
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "chip.json"
         runner.run(verilog, TOP, "tb.bench.chip", name="chip_regression", testcase="chip_bench",
-                   top_only=True, hier_blocks=hier, extra_env={"CHIP_BENCH_OUT": out})
+                   top_only=True, hier_blocks=hier,
+                   extra_env={"CHIP_BENCH_OUT": out, "CHIP_BENCH_NOISE": noise})
         result = json.loads(out.read_text())
-    result.update(program="smoke: matrix to a systolic and a ReRAM core and back (the layer "
-                          "program replaces it)",
+    result.update(models())
+    result["rtl_over_model"] = round(result["rtl_cycles"] / result["model_cycles"], 3)
+    result["rtl_over_schedule"] = round(result["rtl_cycles"] / result["schedule_cycles"], 5)
+    result.update(program="golden.chip_program.layer_program(REGRESSION_LAYER with LoRA, "
+                          "forward + LoRA gradient GEMMs)", noise=noise,
                   config="REGRESSION_CHIP", hier_blocks=list(hier),
                   build_seconds=(build_dir / "built.ok").read_text().split()[0],
                   build_and_generate_wall_s=round(build_s, 1))
@@ -117,8 +118,10 @@ def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m tb.bench.chip",
                                      description=__doc__.split("\n")[0])
     parser.add_argument("--out-dir", default="build/bench")
+    parser.add_argument("--noise", choices=("ideal", "noisy"), default="ideal",
+                        help="the crossbars' noise (noisy: programming, read and comparator)")
     args = parser.parse_args(argv)
-    result = run(args.out_dir)
+    result = run(args.out_dir, noise=args.noise)
     print(json.dumps(result, indent=2))
     return 0 if result["bit_exact"] else 1
 
