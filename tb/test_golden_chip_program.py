@@ -6,24 +6,8 @@ import pytest
 
 from golden import chip_program as cp
 from golden.chip import REGRESSION_CHIP, REGRESSION_LAYER, REGRESSION_TILE
-from golden.noise import NoiseConfig
 from golden.transformer import EncoderLayer, random_weights
-
-NOISE = NoiseConfig(prog_sigma=0.02, read_sigma=0.01, comp_noise_sigma=0.3, comp_offset_sigma=0.3)
-
-
-def regression_case(noise=None, seed=0, grads=True):
-    """The regression layer, its calibrated input and upstream gradients of the LoRA targets."""
-    cfg = REGRESSION_LAYER
-    layer = EncoderLayer(cfg, random_weights(cfg, seed), tile=REGRESSION_TILE, noise=noise,
-                         seed=seed + 1)
-    rng = np.random.default_rng(seed)
-    xf = rng.standard_normal((cfg.seq_len, cfg.d_model))
-    layer.calibrate(xf)
-    x = layer.quantize_input(xf)
-    g = {t: (rng.integers(-128, 128, (cfg.seq_len, cfg.d_model)), 10)
-         for t in cfg.lora_targets} if grads else {}
-    return layer, x, g
+from tb.env.chip_layer import NOISE, regression_case
 
 
 @pytest.mark.parametrize("noise", [None, NOISE], ids=["ideal", "noisy"])
