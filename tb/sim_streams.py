@@ -2,7 +2,7 @@
 
 from amaranth.lib import data
 
-__all__ = ["stream_put", "stream_get"]
+__all__ = ["stream_put", "stream_get", "check_stream_rule"]
 
 
 async def stream_put(ctx, stream, payload, *, idle=0):
@@ -34,3 +34,17 @@ async def stream_get(ctx, stream, *, stall=0):
     payload, = await ctx.tick().sample(stream.payload).until(stream.valid)
     ctx.set(stream.ready, 0)
     return payload
+
+
+async def check_stream_rule(ctx, stream, rst, done, out, key="rule_checks"):
+    """The stream rule on ``stream``, every cycle until ``done()``: once ``valid`` is high
+    without ``ready``, ``valid`` stays high and the payload stays the same until the transfer
+    (a reset ``rst`` excepted). Counts the checked cycles in ``out[key]``."""
+    held = None
+    while not done():
+        *_, valid, ready, word, reset = await ctx.tick().sample(
+            stream.valid, stream.ready, stream.payload.as_value(), rst)
+        if held is not None and not reset:
+            assert valid and word == held, "o dropped valid or changed its payload"
+            out[key] += 1
+        held = word if valid and not ready and not reset else None

@@ -19,7 +19,7 @@ from amaranth.sim import Simulator
 from golden import nonlinear as nl
 from hdl.nonlinear import NonlinearUnit
 from tb.packing import pack, unpack
-from tb.sim_streams import stream_get, stream_put
+from tb.sim_streams import check_stream_rule, stream_get, stream_put
 
 __all__ = ["Job", "GoldenUnit", "random_jobs", "extreme_jobs", "bad_jobs", "run_sim",
            "NonlinearBench"]
@@ -286,14 +286,7 @@ def run_sim(params, jobs, *, seed=0, idle=0.3, backpressure=0.3, prelude=None,
 
     async def stream_rule(ctx):
         """``o`` keeps ``valid`` and its payload until the transfer (except across reset)."""
-        held = None
-        while not state["done"]:
-            *_, valid, ready, word, reset = await ctx.tick().sample(
-                dut.o.valid, dut.o.ready, dut.o.payload.as_value(), rst)
-            if held is not None and not reset:
-                assert valid and word == held, "o dropped valid or changed its payload"
-                out["rule_checks"] += 1
-            held = word if valid and not ready and not reset else None
+        await check_stream_rule(ctx, dut.o, rst, lambda: state["done"], out)
 
     async def watchdog(ctx):
         for _ in range(max_cycles):

@@ -17,7 +17,7 @@ from amaranth.sim import Simulator
 from golden import systolic_core as gsc
 from hdl.systolic.core import SystolicCore
 from tb.packing import pack, unpack
-from tb.sim_streams import stream_get, stream_put
+from tb.sim_streams import check_stream_rule, stream_get, stream_put
 
 __all__ = ["run_sim", "dump", "random_memory", "compare_sent", "CoreBench", "DUMP_NODE"]
 
@@ -124,14 +124,8 @@ def run_sim(params, program, memory, *, seed=0, idle=0.0, backpressure=0.0, writ
         st["done"] = True
 
     async def stream_rule(ctx):
-        held = None
-        while not st["done"]:
-            *_, valid, ready, word, reset = await ctx.tick().sample(
-                dut.o.valid, dut.o.ready, dut.o.payload.as_value(), rst)
-            if held is not None and not reset:
-                assert valid and word == held, "o dropped valid or changed its payload"
-                out["rule_checks"] += 1
-            held = word if valid and not ready and not reset else None
+        """``o`` keeps ``valid`` and its payload until the transfer (except across reset)."""
+        await check_stream_rule(ctx, dut.o, rst, lambda: st["done"], out)
 
     async def watchdog(ctx):
         for _ in range(max_cycles):
