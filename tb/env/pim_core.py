@@ -27,7 +27,7 @@ import numpy as np
 
 from golden.pim_core import Op, check_command, decode_command
 
-from .pim_tile import AnalogArray, pack_fields, tile_testbench_verilog
+from .pim_tile import AnalogArray, tile_testbench_verilog
 
 __all__ = ["crossbar_macro_verilog", "sram_verilog", "core_macros_verilog", "MacroServer",
            "CoreBench", "tile_inputs"]
@@ -152,16 +152,12 @@ class MacroServer:
         from cocotb.triggers import RisingEdge
         mc, t = self.macro, self.tile
         edge, clk_edge = RisingEdge(mc.sample_any), RisingEdge(self.clk)
-        bw = t.adc_bits.bit_length()
         while True:
             await edge
             sample = _u(mc.sample)
             xs = [x for x in range(t.crossbars) if (sample >> x) & 1]
-            codes = self.analog.sample(xs, _u(mc.drive))
-            data = np.zeros((t.crossbars, t.cols), dtype=np.int64)
-            data[xs] = codes
-            mc.codes_data.value = pack_fields(data, t.adc_bits)
-            mc.codes_bits.value = pack_fields(self.analog.bits, bw)
+            mc.codes_data.value = self.analog.sample_word(xs, _u(mc.drive))
+            mc.codes_bits.value = self.analog.bits_word()
             mc.codes_mask.value = sample
             mc.codes_we.value = 1
             await clk_edge
